@@ -227,7 +227,14 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: st
         ]
         return "| " + " | ".join(parts) + " |"
 
-    sep = "|" + "|".join(("-" * (w + 1) + ":") if a == "r" else "-" * (w + 2) for w, a in zip(widths, al, strict=True)) + "|"
+    sep = (
+        "|"
+        + "|".join(
+            ("-" * (w + 1) + ":") if a == "r" else "-" * (w + 2)
+            for w, a in zip(widths, al, strict=True)
+        )
+        + "|"
+    )
     return "\n".join([fmt(list(headers)), sep, *(fmt(r) for r in cells)])
 
 

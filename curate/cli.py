@@ -107,6 +107,9 @@ def ingest(
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")
     ] = None,
+    chunk_mb: Annotated[
+        float, typer.Option(help="JSON Lines block size in MiB (memory vs speed).")
+    ] = 32.0,
 ) -> None:
     """Ingest records into the warehouse; bad records go to quarantine with their reason.
 
@@ -120,6 +123,7 @@ def ingest(
         split=split,
         revision=revision,
         progress=_progress_default() if progress is None else progress,
+        chunk_bytes=max(4096, int(chunk_mb * (1 << 20))),
     )
     results = run_ingest(_State.warehouse(), paths, opts, log=_log)
     if as_json:

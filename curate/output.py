@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from decimal import Decimal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,12 @@ def _console() -> Console:
 def _cell(value: Any) -> str:
     if value is None:
         return "NULL"
-    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, (int, float, Decimal)):
+        text = str(value)
+    else:
+        text = json.dumps(value, default=str, ensure_ascii=False)
     text = text.replace("\n", "⏎")
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 

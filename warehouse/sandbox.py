@@ -142,7 +142,7 @@ def run_query(warehouse: Warehouse, sql: str, limits: QueryLimits | None = None)
         timer.start()
         try:
             cur.execute(sql)
-            reader = cur.fetch_record_batch(rows_per_batch=min(limits.max_rows + 1, 10_000))
+            reader = cur.to_arrow_reader(min(limits.max_rows + 1, 10_000))
             batches: list[pa.RecordBatch] = []
             n = 0
             for batch in reader:
