@@ -147,7 +147,7 @@ def ingest(
     if total_bad:
         _log(
             f"{total_bad} of {total_in} records quarantined; see them with: curate sql "
-            "\"SELECT source_file, source_line, reason FROM quarantine\""
+            '"SELECT source_file, source_line, reason FROM quarantine"'
         )
 
 
@@ -222,7 +222,9 @@ def schema(
                     {
                         "name": t.name,
                         "doc": t.doc,
-                        "columns": [{"name": c.name, "type": c.type, "doc": c.doc} for c in t.columns],
+                        "columns": [
+                            {"name": c.name, "type": c.type, "doc": c.doc} for c in t.columns
+                        ],
                     }
                     for t in sch.TABLES
                 ],
@@ -258,7 +260,9 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
 def synth(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the files into.")],
     dialogues: Annotated[int, typer.Option(help="UltraChat dialogues.")] = 10_000,
-    prompts: Annotated[int, typer.Option(help="UltraFeedback prompts (4 completions each).")] = 2_000,
+    prompts: Annotated[
+        int, typer.Option(help="UltraFeedback prompts (4 completions each).")
+    ] = 2_000,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
@@ -273,7 +277,9 @@ def synth(
     if as_json:
         output.print_json(json.loads(res.manifest_path.read_text()))
         return
-    output.print_rows([{"plant": k, "rows": v} for k, v in sorted(res.counts.items())], title="planted")
+    output.print_rows(
+        [{"plant": k, "rows": v} for k, v in sorted(res.counts.items())], title="planted"
+    )
     for p in (res.ultrachat_path, res.ultrafeedback_path, res.ground_truth_path):
         print(p)
 
@@ -288,7 +294,11 @@ def main(argv: list[str] | None = None) -> int:
         _log("aborted")
         return 130
     except typer.TyperException as exc:  # usage errors from the parser
-        exc.show(file=sys.stderr)
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show(file=sys.stderr)
+        else:
+            _log(f"error: {exc}")
         return int(getattr(exc, "exit_code", EXIT_USAGE))
     except CurateError as exc:
         _log(f"error: {exc}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from decimal import Decimal
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,10 @@ def _flatten_for_csv(table: pa.Table) -> pa.Table:
     cols = []
     for name, col in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_nested(col.type):
-            values = [None if v is None else json.dumps(v, default=str, ensure_ascii=False) for v in col.to_pylist()]
+            values = [
+                None if v is None else json.dumps(v, default=str, ensure_ascii=False)
+                for v in col.to_pylist()
+            ]
             cols.append(pa.array(values, pa.string()))
         else:
             cols.append(col)
@@ -77,7 +80,9 @@ def write_table(table: pa.Table, fmt: str, out: Path | None) -> None:
         else:
             pacsv.write_csv(flat, str(out))
     elif fmt == "json":
-        lines = "".join(json.dumps(r, default=str, ensure_ascii=False) + "\n" for r in table.to_pylist())
+        lines = "".join(
+            json.dumps(r, default=str, ensure_ascii=False) + "\n" for r in table.to_pylist()
+        )
         if out is None:
             sys.stdout.write(lines)
         else:

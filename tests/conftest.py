@@ -60,7 +60,9 @@ def cli(wh_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., CliR
     return run
 
 
-def curate_subprocess(*args: str, env: dict[str, str] | None = None, **kw: object) -> subprocess.Popen[str]:
+def curate_subprocess(
+    *args: str, env: dict[str, str] | None = None, **kw: object
+) -> subprocess.Popen[str]:
     """Start `python -m curate` as a real separate process."""
     return subprocess.Popen(
         [sys.executable, "-m", "curate", *args],

@@ -56,7 +56,12 @@ def test_exit_codes(cli: Cli, samples: Path) -> None:
     refused = cli("sql", "SELECT * FROM read_csv('/etc/passwd')")
     assert refused.code == 3 and "refused" in refused.err and refused.out == ""
     assert cli("sql", "DELETE FROM preference_pairs").code == 3
-    assert cli("sql", "SELECT count(*) FROM range(100000000) a, range(100000) b", "--time-limit", "0.3").code == 5
+    assert (
+        cli(
+            "sql", "SELECT count(*) FROM range(100000000) a, range(100000) b", "--time-limit", "0.3"
+        ).code
+        == 5
+    )
     assert cli("ingest", "--no-such-option").code == 2
     assert cli("sql", "SELECT 1", "--format", "parquet").code == 2
 

@@ -99,7 +99,9 @@ def test_derived_columns_and_views(wh: Warehouse, samples: Path) -> None:
         assert chars == sum(len(m["content"]) for m in msgs)
     assert n_turn_rows == (sum(len(r["messages"]) for r in published),)
     assert len(first) == 10
-    assert multi == (sum(1 for r in published if sum(m["role"] == "user" for m in r["messages"]) > 1),)
+    assert multi == (
+        sum(1 for r in published if sum(m["role"] == "user" for m in r["messages"]) > 1),
+    )
     assert any(r[3] == "user" for r in rows), "test_gen records that end with a user turn"
 
 
@@ -118,7 +120,9 @@ def test_raw_ultrafeedback_ratings(wh: Warehouse, samples: Path) -> None:
     with wh.read() as con:
         assert con.execute("SELECT count(*) FROM uf_completions").fetchone() == (n_completions,)
         assert con.execute("SELECT sum(n_na_ratings) FROM uf_completions").fetchone() == (n_na,)
-        assert con.execute("SELECT count(*) FROM uf_completions WHERE truthfulness_rating IS NULL").fetchone() == (n_na,)
+        assert con.execute(
+            "SELECT count(*) FROM uf_completions WHERE truthfulness_rating IS NULL"
+        ).fetchone() == (n_na,)
         bad_mean = con.execute(
             "SELECT count(*) FROM uf_completions WHERE abs(mean_aspect_rating - fine_grained_score) > 1e-9"
         ).fetchone()
@@ -161,26 +165,34 @@ def test_argilla_roles_are_mapped(wh: Warehouse, samples: Path) -> None:
 def test_unknown_file_is_a_clear_error_and_writes_nothing(wh: Warehouse, tmp_path: Path) -> None:
     odd = tmp_path / "odd.jsonl"
     odd.write_text('{"question": "q", "answer": "a"}\n')
-    with pytest.raises(BadInputError, match=r"odd.jsonl: cannot place this file.*'answer', 'question'"):
+    with pytest.raises(
+        BadInputError, match=r"odd.jsonl: cannot place this file.*'answer', 'question'"
+    ):
         ingest(wh, [str(odd)], QUIET, log=lambda _: None)
     assert not wh.path.exists()
 
 
 def test_missing_path_fails_before_anything_is_written(wh: Warehouse, samples: Path) -> None:
-    with pytest.raises(BadInputError, match="nope.jsonl: no such file"):
-        ingest(wh, [str(samples / "trl_flat_sample.jsonl"), "nope.jsonl"], QUIET, log=lambda _: None)
+    with pytest.raises(BadInputError, match=r"nope\.jsonl: no such file"):
+        ingest(
+            wh, [str(samples / "trl_flat_sample.jsonl"), "nope.jsonl"], QUIET, log=lambda _: None
+        )
     assert not wh.path.exists()
 
 
 def test_unknown_format_name(wh: Warehouse, samples: Path) -> None:
     with pytest.raises(BadInputError, match="unknown format 'sharegpt'"):
-        ingest(wh, [str(samples)], IngestOptions(format="sharegpt", progress=False), log=lambda _: None)
+        ingest(
+            wh, [str(samples)], IngestOptions(format="sharegpt", progress=False), log=lambda _: None
+        )
     assert not wh.path.exists()
 
 
 def test_forced_wrong_format_quarantines_every_record(wh: Warehouse, samples: Path) -> None:
     path = samples / "argilla_cleaned_sharegpt_sample.jsonl"
-    [res] = ingest(wh, [str(path)], IngestOptions(format="ultrachat_raw", progress=False), log=lambda _: None)
+    [res] = ingest(
+        wh, [str(path)], IngestOptions(format="ultrachat_raw", progress=False), log=lambda _: None
+    )
     assert (res.n_in, res.n_accepted, res.n_quarantined) == (8, 0, 8)
     with wh.read() as con:
         reasons = con.execute("SELECT DISTINCT reason FROM quarantine").fetchall()

@@ -29,7 +29,13 @@ def _big_file(tmp_path: Path, n: int = 3000) -> Path:
 
 def _start_paused_ingest(wh_path: Path, src: Path, pause_s: float) -> subprocess.Popen[str]:
     proc = curate_subprocess(
-        "--warehouse", str(wh_path), "ingest", str(src), "--chunk-mb", "0.05", "--no-progress",
+        "--warehouse",
+        str(wh_path),
+        "ingest",
+        str(src),
+        "--chunk-mb",
+        "0.05",
+        "--no-progress",
         env={PAUSE: str(pause_s)},
     )
     assert proc.stderr is not None
@@ -45,16 +51,37 @@ def _start_paused_ingest(wh_path: Path, src: Path, pause_s: float) -> subprocess
 
 def test_reader_is_told_who_holds_the_warehouse(tmp_path: Path, samples: Path) -> None:
     wh_path = tmp_path / "wh.duckdb"
-    ingest(Warehouse(wh_path), [str(samples / "trl_flat_sample.jsonl")], IngestOptions(progress=False), log=lambda _: None)
+    ingest(
+        Warehouse(wh_path),
+        [str(samples / "trl_flat_sample.jsonl")],
+        IngestOptions(progress=False),
+        log=lambda _: None,
+    )
     writer = _start_paused_ingest(wh_path, _big_file(tmp_path), pause_s=1.0)
     try:
-        reader = curate_subprocess("--warehouse", str(wh_path), "--wait", "0", "sql", "SELECT count(*) FROM preference_pairs")
+        reader = curate_subprocess(
+            "--warehouse",
+            str(wh_path),
+            "--wait",
+            "0",
+            "sql",
+            "SELECT count(*) FROM preference_pairs",
+        )
         out, err = reader.communicate(timeout=60)
         assert reader.returncode == 4, err
         assert f"PID {writer.pid}" in err and "ingest" in err and "--wait" in err
         assert "Conflicting lock" not in err and "Traceback" not in err
         # with --wait the same command succeeds once the writer is done
-        patient = curate_subprocess("--warehouse", str(wh_path), "--wait", "120", "sql", "SELECT count(*) AS n FROM dialogues", "--format", "csv")
+        patient = curate_subprocess(
+            "--warehouse",
+            str(wh_path),
+            "--wait",
+            "120",
+            "sql",
+            "SELECT count(*) AS n FROM dialogues",
+            "--format",
+            "csv",
+        )
         out, err = patient.communicate(timeout=180)
         assert patient.returncode == 0, err
         assert out.splitlines() == ['"n"', "3000"]
@@ -77,5 +104,7 @@ def test_kill_during_ingest_leaves_no_partial_batch(tmp_path: Path) -> None:
     [res] = ingest(wh, [str(src)], IngestOptions(progress=False), log=lambda _: None)
     assert (res.n_in, res.n_accepted, res.n_quarantined) == (3001, 3000, 1)
     with wh.read() as con:
-        assert con.execute("SELECT count(*), count(DISTINCT source_line) FROM dialogues").fetchone() == (3000, 3000)
+        assert con.execute(
+            "SELECT count(*), count(DISTINCT source_line) FROM dialogues"
+        ).fetchone() == (3000, 3000)
         assert con.execute("SELECT source_line FROM quarantine").fetchall() == [(11,)]

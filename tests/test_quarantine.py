@@ -22,7 +22,9 @@ def _quarantine(wh: Warehouse) -> list[tuple[int, str, str, bytes | None]]:
         ]
 
 
-def test_each_kind_of_bad_line_is_quarantined_with_its_reason(wh: Warehouse, tmp_path: Path) -> None:
+def test_each_kind_of_bad_line_is_quarantined_with_its_reason(
+    wh: Warehouse, tmp_path: Path
+) -> None:
     lines: list[bytes | str | dict[str, object]] = [
         {**GOOD, "id": "1"},  # 1 good
         '{"id": "2", "data": ["unterminated"',  # 2 malformed JSON
@@ -37,7 +39,9 @@ def test_each_kind_of_bad_line_is_quarantined_with_its_reason(wh: Warehouse, tmp
         {**GOOD, "id": "11"},  # 11 good
     ]
     path = write_lines(tmp_path / "mixed.jsonl", lines)
-    [res] = ingest(wh, [str(path)], IngestOptions(format="ultrachat_raw", progress=False), log=lambda _: None)
+    [res] = ingest(
+        wh, [str(path)], IngestOptions(format="ultrachat_raw", progress=False), log=lambda _: None
+    )
     assert res.n_blank == 1
     assert res.n_in == 10 == res.n_accepted + res.n_quarantined
     assert res.n_accepted == 2
@@ -60,7 +64,9 @@ def test_each_kind_of_bad_line_is_quarantined_with_its_reason(wh: Warehouse, tmp
     assert raw[5] == (json.dumps({"id": "5", "data": ["question", "   "]}), None)
     with wh.read() as con:
         ids = con.execute("SELECT source_id, source_line FROM dialogues ORDER BY 2").fetchall()
-        batch = con.execute("SELECT n_in, n_accepted, n_quarantined, n_blank FROM ingest_batches").fetchall()
+        batch = con.execute(
+            "SELECT n_in, n_accepted, n_quarantined, n_blank FROM ingest_batches"
+        ).fetchall()
     assert ids == [("1", 1), ("11", 11)]
     assert batch == [(10, 2, 8, 1)]
 
@@ -68,7 +74,11 @@ def test_each_kind_of_bad_line_is_quarantined_with_its_reason(wh: Warehouse, tmp
 def test_role_order_and_roles_in_message_formats(wh: Warehouse, tmp_path: Path) -> None:
     def rec(msgs: list[tuple[str, str]]) -> dict[str, object]:
         prompt = msgs[0][1]
-        return {"prompt": prompt, "prompt_id": None, "messages": [{"role": r, "content": c} for r, c in msgs]}
+        return {
+            "prompt": prompt,
+            "prompt_id": None,
+            "messages": [{"role": r, "content": c} for r, c in msgs],
+        }
 
     lines: list[bytes | str | dict[str, object]] = [
         rec([("user", "q"), ("assistant", "a")]),
@@ -80,7 +90,9 @@ def test_role_order_and_roles_in_message_formats(wh: Warehouse, tmp_path: Path) 
         {"prompt": "q", "prompt_id": "0" * 64, "messages": [{"role": "user", "content": "q"}]},
     ]
     path = write_lines(tmp_path / "roles.jsonl", lines)
-    [res] = ingest(wh, [str(path)], IngestOptions(format="ultrachat_200k", progress=False), log=lambda _: None)
+    [res] = ingest(
+        wh, [str(path)], IngestOptions(format="ultrachat_200k", progress=False), log=lambda _: None
+    )
     assert (res.n_in, res.n_accepted, res.n_quarantined) == (7, 2, 5)
     reasons = {line: reason for line, reason, _, _ in _quarantine(wh)}
     assert reasons == {
@@ -125,4 +137,6 @@ def test_raw_ultrafeedback_bad_completions(wh: Warehouse, samples: Path, tmp_pat
         4: "instruction: missing or empty",
     }
     with wh.read() as con:
-        assert con.execute("SELECT count(*) FROM uf_completions").fetchone() == (len(records[0]["completions"]),)
+        assert con.execute("SELECT count(*) FROM uf_completions").fetchone() == (
+            len(records[0]["completions"]),
+        )

@@ -23,10 +23,14 @@ def _rows(wh: Warehouse, sql: str) -> list[tuple[object, ...]]:
 
 
 def test_parquet_and_json_array_match_jsonl(wh: Warehouse, samples: Path, tmp_path: Path) -> None:
-    records = [json.loads(line) for line in open(samples / "ultrafeedback_binarized_sample.jsonl")][:50]
+    records = [json.loads(line) for line in open(samples / "ultrafeedback_binarized_sample.jsonl")][
+        :50
+    ]
     pq.write_table(pa.Table.from_pylist(records), tmp_path / "train_prefs-00000-of-00001.parquet")
     (tmp_path / "pairs.json").write_text(json.dumps(records))
-    res = ingest(wh, [str(tmp_path / "*.parquet"), str(tmp_path / "pairs.json")], QUIET, log=lambda _: None)
+    res = ingest(
+        wh, [str(tmp_path / "*.parquet"), str(tmp_path / "pairs.json")], QUIET, log=lambda _: None
+    )
     assert [(r.format, r.split, r.n_accepted) for r in res] == [
         ("h4_binarized", "train_prefs", 50),
         ("h4_binarized", None, 50),
@@ -45,7 +49,12 @@ def test_parquet_and_json_array_match_jsonl(wh: Warehouse, samples: Path, tmp_pa
 def test_parquet_with_wrong_column_type_names_the_column(wh: Warehouse, tmp_path: Path) -> None:
     pq.write_table(pa.table({"id": ["1"], "data": [3]}), tmp_path / "x.parquet")
     with pytest.raises(BadInputError, match="column 'data' has type int64"):
-        ingest(wh, [str(tmp_path / "x.parquet")], IngestOptions(format="ultrachat_raw", progress=False), log=lambda _: None)
+        ingest(
+            wh,
+            [str(tmp_path / "x.parquet")],
+            IngestOptions(format="ultrachat_raw", progress=False),
+            log=lambda _: None,
+        )
 
 
 def test_datasets_save_to_disk_folder(wh: Warehouse, samples: Path, tmp_path: Path) -> None:
@@ -99,7 +108,10 @@ def test_row_ids_are_stable_across_warehouses(samples: Path, tmp_path: Path) -> 
 
 def test_hub_id_offline_is_a_clear_error(wh: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(BadInputError, match="HuggingFaceH4/ultrachat_200k: could not load it from the Hugging Face hub"):
+    with pytest.raises(
+        BadInputError,
+        match="HuggingFaceH4/ultrachat_200k: could not load it from the Hugging Face hub",
+    ):
         ingest(wh, ["HuggingFaceH4/ultrachat_200k"], QUIET, log=lambda _: None)
     assert not wh.path.exists()
 

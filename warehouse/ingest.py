@@ -149,8 +149,11 @@ def _params(sql: str, values: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in values.items() if f"${k}" in sql}
 
 
-def _quarantine_rows(rejects: list[tuple[int, str, bytes]], batch_id: str, where: str, fmt: str) -> pa.Table:
-    texts, blobs = [], []
+def _quarantine_rows(
+    rejects: list[tuple[int, str, bytes]], batch_id: str, where: str, fmt: str
+) -> pa.Table:
+    texts: list[str] = []
+    blobs: list[bytes | None] = []
     for _, _, raw in rejects:
         try:
             texts.append(raw.decode("utf-8"))
@@ -174,7 +177,11 @@ def _quarantine_rows(rejects: list[tuple[int, str, bytes]], batch_id: str, where
 
 
 def _ingest_chunk(
-    con: duckdb.DuckDBPyConnection, chunk: Chunk, fmt: RecordFormat, values: dict[str, object], result: BatchResult
+    con: duckdb.DuckDBPyConnection,
+    chunk: Chunk,
+    fmt: RecordFormat,
+    values: dict[str, object],
+    result: BatchResult,
 ) -> None:
     staged = chunk.table
     con.register("staging", staged)
@@ -191,10 +198,14 @@ def _ingest_chunk(
         ok = staged.filter(pc.invert(pc.is_in(staged[LINE_COL], value_set=bad_lines)))
     con.register("ok", ok)
     for ins in fmt.inserts:
-        con.execute(f"INSERT INTO {ins.table} BY NAME {ins.select_sql}", _params(ins.select_sql, values))
+        con.execute(
+            f"INSERT INTO {ins.table} BY NAME {ins.select_sql}", _params(ins.select_sql, values)
+        )
     con.unregister("ok")
     if rejects:
-        rows = _quarantine_rows(rejects, str(values["batch_id"]), str(values["source_file"]), fmt.name)
+        rows = _quarantine_rows(
+            rejects, str(values["batch_id"]), str(values["source_file"]), fmt.name
+        )
         con.register("q", rows)
         con.execute("INSERT INTO quarantine BY NAME SELECT * FROM q")
         con.unregister("q")
@@ -224,7 +235,9 @@ def _ingest_one(
         result.skipped = True
         result.n_accepted, result.n_quarantined = int(prior[3]), int(prior[4])
         result.n_in = result.n_accepted + result.n_quarantined
-        result.note = f"already ingested as batch {prior[0]} from {prior[1]} at {prior[2]}: nothing to do"
+        result.note = (
+            f"already ingested as batch {prior[0]} from {prior[1]} at {prior[2]}: nothing to do"
+        )
         log(f"{s.label}: {result.note}")
         return result
 
@@ -296,7 +309,10 @@ def _ingest_one(
 
 
 def ingest(
-    warehouse: Warehouse, inputs: list[str], options: IngestOptions | None = None, log: Log = _stderr
+    warehouse: Warehouse,
+    inputs: list[str],
+    options: IngestOptions | None = None,
+    log: Log = _stderr,
 ) -> list[BatchResult]:
     """Ingest every input; returns one result per batch (skipped ones included)."""
     options = options or IngestOptions()

@@ -15,7 +15,22 @@ def summary(warehouse: Warehouse) -> dict[str, Any]:
             n = con.execute(f"SELECT count(*) FROM {t.name}").fetchone()
             tables.append({"table": t.name, "rows": int(n[0]) if n else 0, "what": t.doc})
         batches = [
-            dict(zip(("batch_id", "source_file", "format", "split", "in", "accepted", "quarantined", "seconds"), r, strict=True))
+            dict(
+                zip(
+                    (
+                        "batch_id",
+                        "source_file",
+                        "format",
+                        "split",
+                        "in",
+                        "accepted",
+                        "quarantined",
+                        "seconds",
+                    ),
+                    r,
+                    strict=True,
+                )
+            )
             for r in con.execute(
                 "SELECT batch_id, source_file, format, split, n_in, n_accepted, n_quarantined, "
                 "round(seconds, 2) FROM ingest_batches ORDER BY finished_at"

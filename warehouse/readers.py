@@ -144,7 +144,9 @@ def _parse_lines(buf: bytes, first_line: int, schema: pa.Schema) -> Chunk:
     return Chunk(table, rejects, raw_of, n_blank=int(blank.sum()), n_bytes=len(buf))
 
 
-def read_jsonl(path: str, schema: pa.Schema, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[Chunk]:
+def read_jsonl(
+    path: str, schema: pa.Schema, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> Iterator[Chunk]:
     """Stream a JSON Lines file as chunks cut at line boundaries."""
     first_line = 1
     carry = b""
@@ -166,10 +168,12 @@ def read_jsonl(path: str, schema: pa.Schema, chunk_bytes: int = DEFAULT_CHUNK_BY
         yield _parse_lines(carry, first_line, schema)
 
 
-def read_json_array(path: str, schema: pa.Schema, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[Chunk]:
+def read_json_array(
+    path: str, schema: pa.Schema, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> Iterator[Chunk]:
     """A file holding one JSON array: records are numbered from 1 in `source_line`."""
     try:
-        records = orjson.loads(open(path, "rb").read())  # noqa: SIM115
+        records = orjson.loads(open(path, "rb").read())
     except orjson.JSONDecodeError as exc:
         raise BadInputError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(records, list):
@@ -202,7 +206,9 @@ def conform(table: pa.Table, schema: pa.Schema, where: str) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
-def _columnar_chunks(batches: Iterator[pa.RecordBatch], schema: pa.Schema, where: str) -> Iterator[Chunk]:
+def _columnar_chunks(
+    batches: Iterator[pa.RecordBatch], schema: pa.Schema, where: str
+) -> Iterator[Chunk]:
     row = 1
     for batch in batches:
         table = pa.Table.from_batches([batch])
@@ -230,7 +236,7 @@ def _arrow_batches(files: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
             try:
                 reader = ipc.open_stream(src)
             except pa.ArrowInvalid:
-                reader = ipc.open_file(src)  # type: ignore[assignment]
+                reader = ipc.open_file(src)
                 for i in range(reader.num_record_batches):
                     yield reader.get_batch(i)
                 continue
@@ -241,7 +247,9 @@ def read_arrow(files: tuple[str, ...], schema: pa.Schema, where: str) -> Iterato
     yield from _columnar_chunks(_arrow_batches(files), schema, where)
 
 
-def read_table(table: pa.Table, schema: pa.Schema, where: str, batch_rows: int = 50_000) -> Iterator[Chunk]:
+def read_table(
+    table: pa.Table, schema: pa.Schema, where: str, batch_rows: int = 50_000
+) -> Iterator[Chunk]:
     yield from _columnar_chunks(iter(table.to_batches(max_chunksize=batch_rows)), schema, where)
 
 

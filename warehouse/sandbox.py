@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -30,7 +31,17 @@ DEFAULT_TIME_LIMIT_S = 30.0
 
 _ALLOWED_TYPES = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 _LEADING = re.compile(r"^\s*(?:(?:--[^\n]*\n)|(?:/\*.*?\*/)|\s)*(\w+)", re.DOTALL)
-_ALLOWED_WORDS = {"select", "with", "from", "values", "describe", "show", "summarize", "explain", "table"}
+_ALLOWED_WORDS = {
+    "select",
+    "with",
+    "from",
+    "values",
+    "describe",
+    "show",
+    "summarize",
+    "explain",
+    "table",
+}
 _REFUSAL_HINT = {
     "INSERT": "writes are not allowed: the warehouse is read-only here",
     "UPDATE": "writes are not allowed: the warehouse is read-only here",
@@ -94,7 +105,9 @@ def check_statement(sql: str) -> None:
     word = word_match.group(1).upper() if word_match else ""
     if stmt.type not in _ALLOWED_TYPES or word.lower() not in _ALLOWED_WORDS:
         kind = word or stmt.type.name
-        hint = _REFUSAL_HINT.get(kind) or _REFUSAL_HINT.get(stmt.type.name, "only queries are allowed")
+        hint = _REFUSAL_HINT.get(kind) or _REFUSAL_HINT.get(
+            stmt.type.name, "only queries are allowed"
+        )
         raise QueryRefusedError(f"refused {kind} statement: {hint}")
 
 
@@ -103,7 +116,7 @@ def _lockdown(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET lock_configuration = true")
 
 
-_CONFIG: dict[str, object] = {
+_CONFIG: dict[str, Any] = {
     "threads": 2,
     "memory_limit": "2GB",
     "autoload_known_extensions": False,

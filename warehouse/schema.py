@@ -70,7 +70,11 @@ INGEST_BATCHES = Table(
         C("target_table", "VARCHAR", "table the accepted rows went to"),
         C("n_in", "BIGINT", "records read (blank lines excluded)"),
         C("n_accepted", "BIGINT", "records stored in the target table"),
-        C("n_quarantined", "BIGINT", "records stored in quarantine; n_in = n_accepted + n_quarantined"),
+        C(
+            "n_quarantined",
+            "BIGINT",
+            "records stored in quarantine; n_in = n_accepted + n_quarantined",
+        ),
         C("n_blank", "BIGINT", "blank lines skipped (not records)"),
         C("started_at", "TIMESTAMP", "UTC start"),
         C("finished_at", "TIMESTAMP", "UTC commit time"),
@@ -121,7 +125,11 @@ UF_PROMPTS = Table(
     "Raw UltraFeedback prompts (openbmb), one row per instruction.",
     (
         C("prompt_uid", "VARCHAR", "stable row id: hash of (file checksum, line)"),
-        C("source", "VARCHAR", "evol_instruct | false_qa | flan | sharegpt | truthful_qa | ultrachat"),
+        C(
+            "source",
+            "VARCHAR",
+            "evol_instruct | false_qa | flan | sharegpt | truthful_qa | ultrachat",
+        ),
         C("prompt", "VARCHAR", "the instruction"),
         C("prompt_id", "VARCHAR", "sha256 of the instruction, as H4 computes it"),
         C("models", "VARCHAR[]", "the 4 models asked"),

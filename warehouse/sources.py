@@ -18,7 +18,9 @@ from warehouse.errors import BadInputError
 JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
 PARQUET_SUFFIXES = (".parquet",)
 ARROW_SUFFIXES = (".arrow",)
-_SPLIT_RE = re.compile(r"(?:^|[^a-z])((?:train|test)_(?:sft|gen|prefs)|train|test|validation)(?:[^a-z]|$)")
+_SPLIT_RE = re.compile(
+    r"(?:^|[^a-z])((?:train|test)_(?:sft|gen|prefs)|train|test|validation)(?:[^a-z]|$)"
+)
 _HUB_RE = re.compile(r"^(?:hf://)?[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import psutil
@@ -98,7 +99,7 @@ class Warehouse:
                 entry.unlink()
 
     # -- connections --------------------------------------------------------------------
-    def _connect(self, read_only: bool, config: dict[str, object]) -> duckdb.DuckDBPyConnection:
+    def _connect(self, read_only: bool, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + max(self.wait_s, 0.0)
         while True:
             try:
@@ -143,7 +144,7 @@ class Warehouse:
                 con.close()
 
     @contextlib.contextmanager
-    def read(self, config: dict[str, object] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    def read(self, config: dict[str, Any] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection; several processes may read at once."""
         if not self.path.exists():
             raise BadInputError(

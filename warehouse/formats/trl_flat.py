@@ -12,9 +12,7 @@ from warehouse.formats.base import LINEAGE_SQL, ROW_KEY, Insert, RecordFormat
 
 
 def _pair(answer: str) -> str:
-    return (
-        f"[{{'role': 'user', 'content': prompt}}, {{'role': 'assistant', 'content': {answer}}}]"
-    )
+    return f"[{{'role': 'user', 'content': prompt}}, {{'role': 'assistant', 'content': {answer}}}]"
 
 
 def _matches(rec: Mapping[str, Any]) -> bool:
