@@ -76,7 +76,7 @@ def run() -> int:
     _step("User SQL is sandboxed: reading a file is refused (exit code 3)")
     refused = curate(["sql", "SELECT * FROM read_csv('/etc/passwd')"])
     print(f"exit code {refused}", flush=True)
-    print("\nNext: curate sql \"SELECT * FROM turns LIMIT 10\"  |  curate schema  |  curate --help")
+    print('\nNext: curate sql "SELECT * FROM turns LIMIT 10"  |  curate schema  |  curate --help')
     return 0 if refused == 3 else 1
 
 

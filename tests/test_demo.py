@@ -16,11 +16,25 @@ pytestmark = pytest.mark.slow
 
 def test_demo_runs_twice(tmp_path: Path) -> None:
     env = {**os.environ, "CURATE_WAREHOUSE": str(tmp_path / "demo.duckdb")}
-    first = subprocess.run([sys.executable, "-m", "curate.demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    first = subprocess.run(
+        [sys.executable, "-m", "curate.demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert first.returncode == 0, first.stderr
     assert "3 of 1357 records quarantined" in first.stderr
     assert "As an Artificial Intelligence language model" in first.stdout
     assert "malformed JSON" in first.stdout and "exit code 3" in first.stdout
-    second = subprocess.run([sys.executable, "-m", "curate.demo"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    second = subprocess.run(
+        [sys.executable, "-m", "curate.demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert second.returncode == 0, second.stderr
     assert second.stderr.count("already ingested as batch") == 8

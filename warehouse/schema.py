@@ -115,7 +115,6 @@ DIALOGUES = Table(
         C("n_chars", "BIGINT", "characters over all messages"),
         C("prompt_chars", "INTEGER", "characters of the prompt"),
         C("max_turn_chars", "INTEGER", "characters of the longest message"),
-        C("content_hash", "VARCHAR", "sha256 of the messages as JSON: equal dialogues, equal hash"),
         *LINEAGE,
     ),
 )

@@ -6,12 +6,11 @@ names the field (for example `messages[3].role: expected assistant, got user`).
 
 from __future__ import annotations
 
-_WS = "E' \\t\\n\\r'"
-
 
 def blank(expr: str) -> str:
-    """True when a string is NULL or only whitespace."""
-    return f"({expr} IS NULL OR trim({expr}, {_WS}) = '')"
+    """True when a string is NULL or only whitespace (a regex stops at the first other
+    character, where trim() would copy the whole string)."""
+    return f"({expr} IS NULL OR regexp_full_match({expr}, '\\s*'))"
 
 
 def first(*checks: tuple[str, str]) -> str:
@@ -88,8 +87,7 @@ def messages_stats(col: str) -> str:
         f"len(list_filter({col}, m -> m.role = 'assistant'))::INTEGER AS n_assistant_turns, "
         f"{col}[-1].role AS last_role, "
         f"list_sum(list_transform({col}, m -> length(m.content)))::BIGINT AS n_chars, "
-        f"list_max(list_transform({col}, m -> length(m.content)))::INTEGER AS max_turn_chars, "
-        f"sha256(to_json({col})) AS content_hash"
+        f"list_max(list_transform({col}, m -> length(m.content)))::INTEGER AS max_turn_chars"
     )
 
 

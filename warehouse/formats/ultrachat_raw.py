@@ -44,7 +44,6 @@ ULTRACHAT_RAW = RecordFormat(
        list_sum(list_transform(data, x -> length(x)))::BIGINT AS n_chars,
        length(data[1])::INTEGER AS prompt_chars,
        list_max(list_transform(data, x -> length(x)))::INTEGER AS max_turn_chars,
-       sha256(to_json({_MESSAGES})) AS content_hash,
        {LINEAGE_SQL}
 FROM ok""",
         ),
