@@ -1,0 +1,1 @@
+"""Curation: recipes that run filters over the warehouse and commit snapshots (issue 4)."""

@@ -1,0 +1,1 @@
+"""Dashboards: the HTTP service and its pages (issue 6)."""

@@ -1,0 +1,1 @@
+"""Training: TRL SFT and DPO on a snapshot (issue 5)."""
