@@ -119,3 +119,13 @@ def test_the_warehouse_is_unchanged_after_refusals(loaded: Warehouse) -> None:
         with pytest.raises(QueryRefusedError):
             run_query(loaded, sql)
     assert run_query(loaded, "SELECT count(*) FROM dialogues").table.to_pylist() == before
+
+
+def test_turns_view_keeps_turn_order(loaded: Warehouse) -> None:
+    wrong = run_query(
+        loaded,
+        """SELECT count(*) FROM turns t JOIN dialogues d USING (dialogue_id)
+           WHERE d.messages[t.turn_index + 1].content <> t.content
+              OR d.messages[t.turn_index + 1].role <> t.role""",
+    )
+    assert wrong.table.column(0)[0].as_py() == 0

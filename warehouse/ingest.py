@@ -183,32 +183,30 @@ def _ingest_chunk(
     values: dict[str, object],
     result: BatchResult,
 ) -> None:
+    # The Arrow tables are reached by DuckDB's replacement scan of these local names
+    # (`staged`, `ok`, `rows`), not con.register(): inside one long transaction a registered
+    # table stays alive until commit, so memory would grow with the file.
     staged = chunk.table
-    con.register("staging", staged)
     bad = con.execute(
         f"SELECT {LINE_COL}, reason FROM (SELECT {LINE_COL}, {fmt.reason_sql} AS reason "
-        f"FROM staging) WHERE reason IS NOT NULL ORDER BY {LINE_COL}"
+        f"FROM staged) WHERE reason IS NOT NULL ORDER BY {LINE_COL}"
     ).fetchall()
-    con.unregister("staging")
     rejects = [(r.line, r.reason, r.raw) for r in chunk.rejects]
     rejects += [(int(line), str(reason), chunk.raw_of(int(line))) for line, reason in bad]
     ok = staged
     if bad:
         bad_lines = pa.array([int(b[0]) for b in bad], pa.int64())
         ok = staged.filter(pc.invert(pc.is_in(staged[LINE_COL], value_set=bad_lines)))
-    con.register("ok", ok)
     for ins in fmt.inserts:
         con.execute(
             f"INSERT INTO {ins.table} BY NAME {ins.select_sql}", _params(ins.select_sql, values)
         )
-    con.unregister("ok")
     if rejects:
         rows = _quarantine_rows(
             rejects, str(values["batch_id"]), str(values["source_file"]), fmt.name
         )
-        con.register("q", rows)
-        con.execute("INSERT INTO quarantine BY NAME SELECT * FROM q")
-        con.unregister("q")
+        con.execute("INSERT INTO quarantine BY NAME SELECT * FROM rows")
+        del rows
     result.n_in += staged.num_rows + len(chunk.rejects)
     result.n_accepted += ok.num_rows
     result.n_quarantined += len(rejects)
@@ -263,7 +261,7 @@ def _ingest_one(
     )
     con.begin()
     try:
-        for n, chunk in enumerate(_chunks(p, options), start=1):
+        for n, chunk in enumerate(readers.prefetched(_chunks(p, options)), start=1):
             _ingest_chunk(con, chunk, fmt, values, result)
             bar.update(chunk.n_bytes)
             bar.set_postfix(rows=result.n_in, bad=result.n_quarantined)

@@ -8,8 +8,11 @@ through Arrow and each bad line is kept with its reason. Memory stays bounded by
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,26 +105,58 @@ def _reject_reason(line: bytes, schema: pa.Schema) -> str | None:
     return None
 
 
+def _maybe_blank(buf: bytes) -> bool:
+    """Whether a block may hold blank or whitespace-only lines (cheap byte searches)."""
+    return (
+        buf.startswith((b"\n", b"\r\n", b" ", b"\t"))
+        or b"\n\n" in buf
+        or b"\n\r\n" in buf
+        or b"\n " in buf
+        or b"\n\t" in buf
+    )
+
+
 def _parse_lines(buf: bytes, first_line: int, schema: pa.Schema) -> Chunk:
-    starts, ends = _line_bounds(buf)
-    blank = _blank_mask(buf, starts, ends)
-    idx = np.flatnonzero(~blank)
-    lines = first_line + idx  # 1-based numbers of the non-blank lines
+    """Parse one block of whole lines; line numbers are `first_line` onwards."""
+    bounds: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def line_bounds() -> tuple[np.ndarray, np.ndarray]:
+        if not bounds:
+            bounds.append(_line_bounds(buf))
+        return bounds[0]
 
     def raw_of(line_no: int) -> bytes:
+        starts, ends = line_bounds()
         i = line_no - first_line
         return buf[int(starts[i]) : int(ends[i])]
 
-    table: pa.Table | None = None
-    try:
-        table = _read_block(buf, schema)
-        if table.num_rows != len(idx):
+    # Fast path: no blank lines and Arrow parses the whole block, so the row i is line
+    # first_line + i and no per-line offsets are needed unless a row is rejected later.
+    if not _maybe_blank(buf):
+        n_lines = buf.count(b"\n") + (0 if buf.endswith(b"\n") else 1)
+        try:
+            table = _read_block(buf, schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
             table = None
+        if table is not None and table.num_rows == n_lines:
+            numbers = np.arange(first_line, first_line + n_lines, dtype=np.int64)
+            table = table.append_column(LINE_COL, pa.array(numbers))
+            return Chunk(table, [], raw_of, n_bytes=len(buf))
+
+    starts, ends = line_bounds()
+    blank = _blank_mask(buf, starts, ends)
+    idx = np.flatnonzero(~blank)
+    lines = first_line + idx  # 1-based numbers of the non-blank lines
+    parsed: pa.Table | None = None
+    try:
+        parsed = _read_block(buf, schema)
+        if parsed.num_rows != len(idx):
+            parsed = None
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
-        table = None
-    if table is not None:
-        table = table.append_column(LINE_COL, pa.array(lines, pa.int64()))
-        return Chunk(table, [], raw_of, n_blank=int(blank.sum()), n_bytes=len(buf))
+        parsed = None
+    if parsed is not None:
+        parsed = parsed.append_column(LINE_COL, pa.array(lines, pa.int64()))
+        return Chunk(parsed, [], raw_of, n_blank=int(blank.sum()), n_bytes=len(buf))
 
     # Slow path for this block only: find the bad lines, parse the good ones together.
     rejects: list[Reject] = []
@@ -147,25 +182,27 @@ def _parse_lines(buf: bytes, first_line: int, schema: pa.Schema) -> Chunk:
 def read_jsonl(
     path: str, schema: pa.Schema, chunk_bytes: int = DEFAULT_CHUNK_BYTES
 ) -> Iterator[Chunk]:
-    """Stream a JSON Lines file as chunks cut at line boundaries."""
+    """Stream a JSON Lines file as blocks of whole lines (a block grows for a longer line)."""
     first_line = 1
-    carry = b""
+    size = chunk_bytes
     with open(path, "rb") as fh:
         while True:
-            block = fh.read(chunk_bytes)
-            if not block:
+            pos = fh.tell()
+            buf = fh.read(size)
+            if not buf:
                 break
-            buf = carry + block
             cut = buf.rfind(b"\n")
-            if cut < 0:  # a line longer than the block: keep reading
-                carry = buf
+            if cut < 0 and len(buf) == size:  # one line longer than the block: read more
+                fh.seek(pos)
+                size *= 2
                 continue
-            carry, buf = buf[cut + 1 :], buf[: cut + 1]
+            if 0 <= cut < len(buf) - 1 and len(buf) == size:
+                fh.seek(pos + cut + 1)
+                buf = buf[: cut + 1]
+            size = chunk_bytes
             chunk = _parse_lines(buf, first_line, schema)
-            first_line += buf.count(b"\n")
+            first_line += buf.count(b"\n") + (0 if buf.endswith(b"\n") else 1)
             yield chunk
-    if carry:
-        yield _parse_lines(carry, first_line, schema)
 
 
 def read_json_array(
@@ -285,3 +322,45 @@ def sample_records(source: Source, n: int = 20) -> list[dict[str, Any]]:
         batch = next(_arrow_batches(tuple(str(f) for f in source.files)), None)
         return batch.slice(0, n).to_pylist() if batch is not None else []
     raise BadInputError(f"{source.label}: cannot sample records from a {source.kind} source")
+
+
+def prefetched(chunks: Iterator[Chunk], depth: int = 1) -> Iterator[Chunk]:
+    """Read and parse the next block in a thread while the caller inserts this one.
+
+    Arrow's parser and DuckDB both release the GIL, so on two cores parsing overlaps the
+    insert. At most `depth` parsed blocks wait in the queue, which keeps memory bounded.
+    """
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        q.put(("chunk", chunk), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("done", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="curate-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                q.get_nowait()
+        worker.join(timeout=5)

@@ -108,6 +108,11 @@ DIALOGUES = Table(
         C("prompt", "VARCHAR", "first user turn as published (ultrachat_200k `prompt`)"),
         C("prompt_id", "VARCHAR", "sha256(prompt.encode('utf-8')).hexdigest(), as H4 computes it"),
         C("messages", MESSAGES, "the dialogue: list of {role, content}"),
+        C(
+            "first_user_turn",
+            "VARCHAR",
+            "content of the first user message, stored so slices on it skip the messages column",
+        ),
         C("n_turns", "INTEGER", "number of messages"),
         C("n_user_turns", "INTEGER", "messages with role user"),
         C("n_assistant_turns", "INTEGER", "messages with role assistant"),
@@ -202,7 +207,7 @@ PREFERENCE_PAIRS = Table(
 META = Table(
     "warehouse_meta",
     "Key/value facts about this warehouse file (schema version, creation time).",
-    (C("key", "VARCHAR", "name"), C("value", "VARCHAR", "value")),
+    (C("key", "VARCHAR PRIMARY KEY", "name"), C("value", "VARCHAR", "value")),
 )
 
 TABLES: tuple[Table, ...] = (
@@ -219,11 +224,15 @@ VIEWS: tuple[View, ...] = (
     View(
         "turns",
         "One row per message: dialogue_id, turn_index (0-based), role, content, n_chars.",
-        """SELECT d.dialogue_id, d.source_format, d.split, u.turn_index, u.m.role AS role,
-       u.m.content AS content, length(u.m.content) AS n_chars, d.n_turns
-FROM dialogues d, LATERAL (
-  SELECT unnest(generate_series(0, len(d.messages) - 1)) AS turn_index, unnest(d.messages) AS m
-) u""",
+        # Two unnests in one SELECT run in lockstep; this is about 4x faster than a LATERAL
+        # join over generate_series (bench/results/queries.md).
+        """SELECT dialogue_id, source_format, split, turn_index, m.role AS role,
+       m.content AS content, length(m.content) AS n_chars, n_turns
+FROM (
+  SELECT dialogue_id, source_format, split, n_turns,
+         generate_subscripts(messages, 1) - 1 AS turn_index, unnest(messages) AS m
+  FROM dialogues
+)""",
     ),
     View(
         "assistant_turns",
@@ -238,9 +247,8 @@ FROM dialogues d, LATERAL (
     View(
         "first_user_turns",
         "The first user message of each dialogue (what decontamination compares).",
-        """SELECT d.dialogue_id, d.source_format, d.split, d.prompt_id, d.n_turns,
-       d.messages[list_position(list_transform(d.messages, m -> m.role), 'user')].content AS content
-FROM dialogues d""",
+        """SELECT dialogue_id, source_format, split, prompt_id, n_turns, first_user_turn AS content
+FROM dialogues""",
     ),
     View(
         "multi_turn_dialogues",

@@ -10,6 +10,7 @@ holding process and says what to do, instead of DuckDB's raw lock error.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -129,7 +130,7 @@ class Warehouse:
         )
 
     @contextlib.contextmanager
-    def write(self, memory_limit: str = "1GB") -> Iterator[duckdb.DuckDBPyConnection]:
+    def write(self, memory_limit: str = "512MB") -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-write connection; creates the file and schema on first use."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._registered("write"):
@@ -160,17 +161,33 @@ class Warehouse:
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create missing tables and views; record the schema version."""
-    for stmt in schema.all_ddl():
+    """Create missing tables and views; record the schema version.
+
+    The DDL is skipped when the file already carries the same DDL hash, so opening an
+    existing warehouse for writing costs one small query.
+    """
+    ddl = schema.all_ddl()
+    ddl_hash = hashlib.sha256("\n;\n".join(ddl).encode()).hexdigest()[:16]
+    has_meta = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'warehouse_meta'"
+    ).fetchone()
+    if has_meta and has_meta[0]:
+        meta = dict(con.execute("SELECT key, value FROM warehouse_meta").fetchall())
+        if meta.get("schema_version") not in (None, schema.SCHEMA_VERSION):
+            raise BadInputError(
+                f"warehouse schema version {meta['schema_version']} is not "
+                f"{schema.SCHEMA_VERSION}; this version of curate cannot use it"
+            )
+        if meta.get("ddl_hash") == ddl_hash:
+            return
+    for stmt in ddl:
         con.execute(stmt)
-    row = con.execute("SELECT value FROM warehouse_meta WHERE key = 'schema_version'").fetchone()
-    if row is None:
-        con.execute(
-            "INSERT INTO warehouse_meta VALUES ('schema_version', ?), ('created_at', ?)",
-            [schema.SCHEMA_VERSION, datetime.now(UTC).isoformat(timespec="seconds")],
-        )
-    elif row[0] != schema.SCHEMA_VERSION:
-        raise BadInputError(
-            f"warehouse schema version {row[0]} is not {schema.SCHEMA_VERSION}; "
-            "this version of curate cannot use it"
-        )
+    con.execute(
+        "INSERT OR REPLACE INTO warehouse_meta VALUES ('schema_version', ?), ('ddl_hash', ?)",
+        [schema.SCHEMA_VERSION, ddl_hash],
+    )
+    con.execute(
+        "INSERT INTO warehouse_meta SELECT 'created_at', ? "
+        "WHERE NOT EXISTS (SELECT 1 FROM warehouse_meta WHERE key = 'created_at')",
+        [datetime.now(UTC).isoformat(timespec="seconds")],
+    )

@@ -92,4 +92,5 @@ def messages_stats(col: str) -> str:
 
 
 def first_user_content(col: str) -> str:
-    return f"{col}[list_position(list_transform({col}, m -> m.role), 'user')].content"
+    """Ingest guarantees an optional system message and then the user."""
+    return f"CASE WHEN {col}[1].role = 'user' THEN {col}[1].content ELSE {col}[2].content END"

@@ -49,7 +49,7 @@ ULTRACHAT_200K = RecordFormat(
             f"""SELECT {ROW_KEY} AS dialogue_id, 'ultrachat_200k' AS source_format,
        NULL AS source_id, $split AS split, prompt,
        coalesce(prompt_id, sha256(prompt)) AS prompt_id,
-       {_MESSAGES} AS messages,
+       {_MESSAGES} AS messages, {chk.first_user_content("messages")} AS first_user_turn,
        {chk.messages_stats(_MESSAGES)},
        length(prompt)::INTEGER AS prompt_chars,
        {LINEAGE_SQL}

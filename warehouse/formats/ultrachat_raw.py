@@ -36,7 +36,7 @@ ULTRACHAT_RAW = RecordFormat(
             "dialogues",
             f"""SELECT {ROW_KEY} AS dialogue_id, 'ultrachat_raw' AS source_format,
        id AS source_id, $split AS split, data[1] AS prompt, sha256(data[1]) AS prompt_id,
-       {_MESSAGES} AS messages,
+       {_MESSAGES} AS messages, data[1] AS first_user_turn,
        len(data)::INTEGER AS n_turns,
        ((len(data) + 1) // 2)::INTEGER AS n_user_turns,
        (len(data) // 2)::INTEGER AS n_assistant_turns,
