@@ -78,6 +78,7 @@ def machine_info() -> dict[str, str]:
         "pyarrow": _version("pyarrow"),
         "datasets": _version("datasets"),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load": f"{os.getloadavg()[0]:.2f}",
     }
 
 
@@ -85,7 +86,8 @@ def machine_line(info: dict[str, str] | None = None) -> str:
     i = info or machine_info()
     return (
         f"Machine: {i['nproc']} cores ({i['cpu']}), {i['ram_gib']} GiB RAM; python {i['python']}, "
-        f"duckdb {i['duckdb']}, pyarrow {i['pyarrow']}, datasets {i['datasets']}; {i['date']}."
+        f"duckdb {i['duckdb']}, pyarrow {i['pyarrow']}, datasets {i['datasets']}; {i['date']}; "
+        f"1-min load average at start {i.get('load', 'n/a')} (other work may share the cores)."
     )
 
 
@@ -127,9 +129,8 @@ class Measured:
     args: list[str]
     returncode: int
     wall_s: float
-    peak_rss_bytes: int  # max over samples of the process tree's RSS, or the kernel's maxrss
+    peak_rss_bytes: int  # high-water RSS of the process tree (see run_measured)
     peak_anon_bytes: int  # max over samples of (RSS - file-backed shared pages)
-    kernel_maxrss_bytes: int  # ru_maxrss of the child (and its waited-for descendants)
     result: dict[str, Any]
     stdout: str
 
@@ -138,7 +139,19 @@ class Measured:
         return self.returncode == 0
 
 
-def _tree_memory(proc: psutil.Process) -> tuple[int, int]:
+def _vm_hwm(pid: int) -> int:
+    """The kernel's RSS high-water mark of a process since its exec (VmHWM), in bytes."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _tree_memory(proc: psutil.Process, hwm: dict[int, int]) -> tuple[int, int]:
     rss = anon = 0
     try:
         procs = [proc, *proc.children(recursive=True)]
@@ -151,21 +164,25 @@ def _tree_memory(proc: psutil.Process) -> tuple[int, int]:
             continue
         rss += mi.rss
         anon += max(mi.rss - getattr(mi, "shared", 0), 0)
+        hwm[p.pid] = max(hwm.get(p.pid, 0), _vm_hwm(p.pid))
     return rss, anon
 
 
 def run_measured(
     args: Sequence[str], env: dict[str, str] | None = None, interval_s: float = 0.05
 ) -> Measured:
-    """Run a child to completion, sampling the RSS of its process tree every `interval_s`.
+    """Run a child to completion, sampling the memory of its process tree every `interval_s`.
 
     stderr passes through (progress bars); stdout is captured and the last line starting
-    with RESULT_PREFIX is parsed as the child's JSON result. The child is reaped with
-    `os.wait4`, so its own `ru_maxrss` is known exactly, apart from other children's.
+    with RESULT_PREFIX is parsed as the child's JSON result. Peak RSS is the larger of the
+    highest sampled tree RSS and the sum of each process's last-seen VmHWM (the kernel's own
+    high-water mark, so short spikes between samples are not missed). `ru_maxrss` from
+    wait4 is not used: Linux carries the parent's RSS at fork into the child's maxrss.
     """
     t0 = time.perf_counter()
     popen = subprocess.Popen(list(args), stdout=subprocess.PIPE, env=env, cwd=REPO_ROOT)
     peak = [0, 0]
+    hwm: dict[int, int] = {}
     stop = threading.Event()
 
     def sample() -> None:
@@ -174,7 +191,7 @@ def run_measured(
         except psutil.Error:
             return
         while not stop.is_set():
-            rss, anon = _tree_memory(proc)
+            rss, anon = _tree_memory(proc, hwm)
             peak[0] = max(peak[0], rss)
             peak[1] = max(peak[1], anon)
             stop.wait(interval_s)
@@ -184,13 +201,10 @@ def run_measured(
     assert popen.stdout is not None
     stdout = popen.stdout.read().decode("utf-8", errors="replace")
     popen.stdout.close()
-    _, status, usage = os.wait4(popen.pid, 0)
+    returncode = popen.wait()
     wall = time.perf_counter() - t0
     stop.set()
     sampler.join()
-    returncode = os.waitstatus_to_exitcode(status)
-    popen.returncode = returncode  # reaped above; keep Popen from waiting again
-    maxrss = int(usage.ru_maxrss) * 1024  # KiB on Linux
     result: dict[str, Any] = {}
     for line in stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
@@ -199,9 +213,8 @@ def run_measured(
         args=list(args),
         returncode=returncode,
         wall_s=wall,
-        peak_rss_bytes=max(peak[0], maxrss),
+        peak_rss_bytes=max(peak[0], sum(hwm.values())),
         peak_anon_bytes=peak[1],
-        kernel_maxrss_bytes=maxrss,
         result=result,
         stdout=stdout,
     )

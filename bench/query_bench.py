@@ -31,7 +31,7 @@ from bench.ingest_bench import BENCH_DB, ensure_warehouse
 
 GOAL_S = 1.0
 DEFAULT_PHRASE = "as an ai language model"
-DEFAULT_WORD = "python"
+DEFAULT_WORD = "history"
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,20 @@ def groups(phrase: str, word: str) -> list[Group]:
                     "unnest(messages) + ILIKE",
                     "SELECT count(*) FROM (SELECT unnest(messages) AS m FROM dialogues) "
                     f"WHERE m.role = 'assistant' AND m.content ILIKE {like}",
+                ),
+                Query(
+                    "unnest(messages) + contains(lower())",
+                    "SELECT count(*) FROM (SELECT unnest(messages) AS m FROM dialogues) "
+                    f"WHERE m.role = 'assistant' AND contains(lower(m.content), {lit})",
+                ),
+                Query(
+                    "turns-view rewrite (generate_subscripts) + contains(lower())",
+                    "SELECT count(*) FROM (SELECT dialogue_id, "
+                    "generate_subscripts(messages, 1) - 1 AS turn_index, unnest(messages) AS m "
+                    "FROM dialogues) "
+                    f"WHERE m.role = 'assistant' AND contains(lower(m.content), {lit})",
+                    "what `assistant_turns` would cost if `turns` were defined with "
+                    "unnest + generate_subscripts instead of a LATERAL generate_series",
                 ),
                 Query(
                     "dialogues + list_filter + ILIKE",
@@ -202,6 +216,148 @@ def run_groups(
     return out
 
 
+# -- what-if: layouts that need a schema or ingest change -------------------------------------
+
+WHATIF_LAYOUTS = {
+    "fsst": "flat tables, FSST on",
+    "nofsst": "flat tables, FSST off",
+}
+WHATIF_NOTE = (
+    "Each layout holds `turns_flat` (one row per message: dialogue_id, turn_index, role, "
+    "content, n_chars, n_turns; a table, not the unnest view) and a copy of `dialogues`. "
+    '"FSST on" is DuckDB\'s default compression; "FSST off" was written with '
+    "`SET disabled_compression_methods = 'fsst'` (strings stored with dictionary/uncompressed "
+    "encodings: larger file, no FSST decoding in scans)."
+)
+
+
+def whatif_path(layout: str) -> Path:
+    return BENCH_DB.with_name(f"whatif-{layout}.duckdb")
+
+
+def build_whatif(src: Path, layout: str, n_dialogues: int) -> Path:
+    """A copy of the benchmark data in another layout (not a warehouse: plain DuckDB)."""
+    import duckdb
+
+    dest = whatif_path(layout)
+    if dest.exists():
+        try:
+            with duckdb.connect(str(dest), read_only=True) as con:
+                row = con.execute("SELECT count(*) FROM dialogues").fetchone()
+            if row and int(row[0]) == n_dialogues:
+                log(f"reusing {dest}")
+                return dest
+        except duckdb.Error:
+            pass
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    log(f"building {dest.name}: {WHATIF_LAYOUTS[layout]} ...")
+    with duckdb.connect(str(tmp)) as con:
+        if layout == "nofsst":
+            con.execute("SET disabled_compression_methods = 'fsst'")
+        con.execute(f"ATTACH '{src}' AS w (READ_ONLY)")
+        con.execute(
+            "CREATE TABLE turns_flat AS SELECT dialogue_id, turn_index, role, content, n_chars, "
+            "n_turns FROM w.turns"
+        )
+        con.execute(
+            "CREATE TABLE dialogues AS SELECT dialogue_id, n_turns, prompt, messages, n_chars "
+            "FROM w.dialogues"
+        )
+    tmp.replace(dest)
+    return dest
+
+
+def whatif_queries(phrase: str) -> list[Query]:
+    p = phrase.lower()
+    return [
+        Query(
+            "turns_flat + contains(lower())",
+            f"SELECT count(*) FROM turns_flat WHERE role = 'assistant' "
+            f"AND contains(lower(content), {_lit(p)})",
+        ),
+        Query(
+            "turns_flat + ILIKE",
+            f"SELECT count(*) FROM turns_flat WHERE role = 'assistant' "
+            f"AND content ILIKE {_lit(f'%{p}%')}",
+        ),
+        Query(
+            "dialogues unnest(messages) + contains(lower())",
+            "SELECT count(*) FROM (SELECT unnest(messages) AS m FROM dialogues) "
+            f"WHERE m.role = 'assistant' AND contains(lower(m.content), {_lit(p)})",
+        ),
+    ]
+
+
+def run_whatif(
+    src: Path, n_dialogues: int, threads: int, phrase: str, repeats: int, expected: str
+) -> list[tuple[str, str, list[Outcome]]]:
+    import duckdb
+
+    out = []
+    for layout, desc in WHATIF_LAYOUTS.items():
+        path = build_whatif(src, layout, n_dialogues)
+        size = f"{path.stat().st_size / (1 << 20):,.0f} MiB"
+        log(f"what-if {layout}: {desc}")
+        results = []
+        with duckdb.connect(str(path), read_only=True, config={"threads": threads}) as con:
+            for q in whatif_queries(phrase):
+                answer: list[list[tuple[object, ...]]] = []
+
+                def once(sql: str = q.sql, sink: list[list[tuple[object, ...]]] = answer) -> None:
+                    sink.append(con.execute(sql).fetchall())
+
+                t = time_repeated(once, repeats=repeats, warmup=1)
+                short = _short(answer[-1])
+                results.append(Outcome(q, t, short, short == expected))
+                log(f"  {q.name}: median {t.median:.3f}s, min {t.min:.3f}s -> {short}")
+        out.append((desc, size, results))
+    return out
+
+
+def render_whatif(whatif: list[tuple[str, str, list[Outcome]]]) -> list[str]:
+    lines = [
+        "## What-if: the phrase search on other layouts (needs a schema / ingest change)",
+        "",
+        "Not the current schema: copies of the same data in `bench/out/whatif-*.duckdb`, to size "
+        "what a schema or ingest change would buy. " + WHATIF_NOTE,
+        "",
+    ]
+    rows = []
+    for desc, size, results in whatif:
+        for o in results:
+            rows.append(
+                [
+                    desc,
+                    size,
+                    o.query.name,
+                    f"{o.timings.median:.3f}",
+                    f"{o.timings.min:.3f}",
+                    met(o.timings.median < GOAL_S),
+                    o.answer,
+                    "yes" if o.agrees else "NO",
+                ]
+            )
+    lines += [
+        md_table(
+            [
+                "layout",
+                "file",
+                "formulation",
+                "median s",
+                "min s",
+                f"< {GOAL_S:g} s",
+                "answer",
+                "same answer",
+            ],
+            rows,
+            "lrlrrlrl",
+        ),
+        "",
+    ]
+    return lines
+
+
 def render(
     outcomes: list[tuple[str, list[Outcome]]],
     n_dialogues: int,
@@ -209,6 +365,7 @@ def render(
     threads: int,
     repeats: int,
     info: dict[str, str],
+    whatif: list[tuple[str, str, list[Outcome]]] | None = None,
 ) -> str:
     lines = [
         "# Slice-query benchmark",
@@ -258,6 +415,8 @@ def render(
         for o in g:
             note = f" — {o.query.note}" if o.query.note else ""
             lines += [f"- {o.query.name}{note}:", "", "  ```sql", f"  {o.query.sql}", "  ```", ""]
+    if whatif:
+        lines += render_whatif(whatif)
     lines.append(f"Reproduce: `python -m bench.query_bench --dialogues {n_dialogues}`.")
     return "\n".join(lines)
 
@@ -269,17 +428,22 @@ def run(
     word: str = DEFAULT_WORD,
     repeats: int = 5,
     db: Path = BENCH_DB,
+    what_if: bool = True,
 ) -> Path:
     info = machine_info()
     ensure_warehouse(n_dialogues, db)
     outcomes = run_groups(db, threads, phrase, word, repeats)
+    whatif = None
+    if what_if:
+        expected = outcomes[0][1][0].answer
+        whatif = run_whatif(db, n_dialogues, threads, phrase, repeats, expected)
     from warehouse import Warehouse
 
     with Warehouse(db).read() as con:
         row = con.execute("SELECT sum(n_turns) FROM dialogues").fetchone()
     n_turns = int(row[0]) if row and row[0] is not None else 0
     return write_result(
-        "queries.md", render(outcomes, n_dialogues, n_turns, threads, repeats, info)
+        "queries.md", render(outcomes, n_dialogues, n_turns, threads, repeats, info, whatif)
     )
 
 
@@ -290,8 +454,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--phrase", default=DEFAULT_PHRASE, help="phrase searched in assistant turns")
     ap.add_argument("--word", default=DEFAULT_WORD, help="word searched in first user turns")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument(
+        "--no-what-if",
+        action="store_true",
+        help="skip timing the phrase search on other layouts (copies in bench/out/)",
+    )
     a = ap.parse_args(argv)
-    run(a.dialogues, a.threads, a.phrase, a.word, a.repeats)
+    run(a.dialogues, a.threads, a.phrase, a.word, a.repeats, what_if=not a.no_what_if)
 
 
 if __name__ == "__main__":

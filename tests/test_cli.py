@@ -95,11 +95,18 @@ def test_python_dash_m_entry_and_help(tmp_path: Path) -> None:
 
 def test_sql_from_stdin_in_a_real_process(tmp_path: Path, samples: Path) -> None:
     wh = str(tmp_path / "wh.duckdb")
-    ing = curate_subprocess("--warehouse", wh, "ingest", str(samples / "argilla_cleaned_sharegpt_sample.jsonl"))
+    ing = curate_subprocess(
+        "--warehouse", wh, "ingest", str(samples / "argilla_cleaned_sharegpt_sample.jsonl")
+    )
     _, err = ing.communicate(timeout=120)
     assert ing.returncode == 0, err
-    proc = curate_subprocess("--warehouse", wh, "sql", "-", "--format", "json", stdin=subprocess.PIPE)
-    out, err = proc.communicate("SELECT source, chosen_model FROM preference_pairs ORDER BY source_line LIMIT 2", timeout=120)
+    proc = curate_subprocess(
+        "--warehouse", wh, "sql", "-", "--format", "json", stdin=subprocess.PIPE
+    )
+    out, err = proc.communicate(
+        "SELECT source, chosen_model FROM preference_pairs ORDER BY source_line LIMIT 2",
+        timeout=120,
+    )
     assert proc.returncode == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 2 and rows[0]["chosen_model"] == "starchat"

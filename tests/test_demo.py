@@ -14,9 +14,9 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 
 
-def test_demo_runs_twice(tmp_path: Path) -> None:
-    env = {**os.environ, "CURATE_WAREHOUSE": str(tmp_path / "demo.duckdb")}
-    first = subprocess.run(
+def _demo(warehouse: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CURATE_WAREHOUSE": str(warehouse)}
+    return subprocess.run(
         [sys.executable, "-m", "curate.demo"],
         cwd=ROOT,
         env=env,
@@ -24,17 +24,14 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
         text=True,
         timeout=300,
     )
+
+
+def test_demo_runs_twice(tmp_path: Path) -> None:
+    first = _demo(tmp_path / "demo.duckdb")
     assert first.returncode == 0, first.stderr
     assert "3 of 1357 records quarantined" in first.stderr
     assert "As an Artificial Intelligence language model" in first.stdout
     assert "malformed JSON" in first.stdout and "exit code 3" in first.stdout
-    second = subprocess.run(
-        [sys.executable, "-m", "curate.demo"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    second = _demo(tmp_path / "demo.duckdb")
     assert second.returncode == 0, second.stderr
     assert second.stderr.count("already ingested as batch") == 8
