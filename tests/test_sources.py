@@ -119,3 +119,17 @@ def test_hub_id_offline_is_a_clear_error(wh: Warehouse, monkeypatch: pytest.Monk
 def test_glob_without_match(wh: Warehouse, tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="matches no file"):
         ingest(wh, [str(tmp_path / "*.jsonl")], QUIET, log=lambda _: None)
+
+
+def test_queries_work_where_the_holders_registry_cannot_be_written(
+    wh: Warehouse, samples: Path
+) -> None:
+    """A read-only folder (simulated: a file where the registry folder would go) still reads."""
+    from warehouse.sandbox import run_query
+
+    ingest(wh, [str(samples / "argilla_cleaned_sharegpt_sample.jsonl")], QUIET, log=lambda _: None)
+    shutil.rmtree(wh.holders_dir)
+    wh.holders_dir.write_text("not a folder")
+    res = run_query(wh, "SELECT count(*) AS n FROM preference_pairs")
+    assert res.table.column("n")[0].as_py() == 8
+    assert wh.holders() == []

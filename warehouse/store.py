@@ -84,7 +84,6 @@ class Warehouse:
 
     @contextlib.contextmanager
     def _registered(self, mode: str) -> Iterator[None]:
-        self.holders_dir.mkdir(parents=True, exist_ok=True)
         entry = self.holders_dir / f"{os.getpid()}-{mode}-{time.monotonic_ns()}.json"
         info = {
             "pid": os.getpid(),
@@ -92,7 +91,11 @@ class Warehouse:
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300],
             "since": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         }
-        entry.write_text(json.dumps(info))
+        try:
+            self.holders_dir.mkdir(parents=True, exist_ok=True)
+            entry.write_text(json.dumps(info))
+        except OSError:  # a read-only folder: still usable, only the busy message is vaguer
+            pass
         try:
             yield
         finally:
