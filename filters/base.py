@@ -130,8 +130,10 @@ class Filter(ABC):
         """keep/drop per row from (aggregated) scores; `threshold` overrides the params."""
         t = self.params.threshold if threshold is None else threshold
         score = scores.column(SCORE)
-        if t is None:
+        if t is None:  # no rule: score only (a transform, or a dry run)
             keep = pa.array(np.ones(scores.num_rows, dtype=bool))
+            reasons = pa.nulls(scores.num_rows, pa.string())
+            return scores.append_column("keep", keep).append_column("reason", reasons)
         elif self.drop_when == "above":
             keep = pc.fill_null(pc.less(score, t), True)
         else:

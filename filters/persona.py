@@ -26,6 +26,14 @@ _SELF = r"(?:an? )?(?:ai|a\.i\.|artificial intelligence|language model|ai langua
 DEFAULT_PATTERNS: dict[str, str] = {
     # "As an AI language model, I ..." / "As an artificial intelligence, ..." at a sentence start
     "as_an_ai": r"(?:^|[.!?:]\s|\n)\s*as (?:an? )?(?:ai|a\.i\.|artificial intelligence|language model)\b",
+    # "Honestly, as an AI language model, I ..." / "To be clear, as an AI language model: ..."
+    # anywhere, when followed by the first person or set off by punctuation as an aside
+    # ("He wrote as an AI language model would" does not match)
+    "as_an_ai_aside": (
+        r"\bas (?:an? )?(?:ai|a\.i\.|artificial intelligence|language model)"
+        r"(?: language model| model| assistant| chatbot)?(?:,? (?:i|i'm|my)\b|\s*[,:;.!?"
+        "\u2013\u2014-])"
+    ),
     # "I do not have emotions / personal opinions / feelings / personal experiences ..."
     "no_inner_life": (
         r"\bi " + _NEG + r" (?:have|possess|experience|hold|form) (?:any |real |my own |the )?"

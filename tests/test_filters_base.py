@@ -79,7 +79,7 @@ def test_persona_fires_on_assistant_self_description_only() -> None:
     )
     assert keep == {"d0": True, "d1": False, "d2": True, "d3": False}
     reasons = res.dropped().column("reason").to_pylist()
-    assert reasons[0].startswith("persona: score 2 >= 1 (matched as_an_ai)")
+    assert reasons[0].startswith("persona: score 3 >= 1 (matched as_an_ai)")
     assert "no_browsing" in reasons[1]  # curly apostrophe variant
     per_turn = res.scores.filter(pc.greater(res.scores.column("score"), 0))
     assert per_turn.column("turn_index").to_pylist() == [1, 4]
@@ -90,7 +90,7 @@ def test_scores_are_reusable_for_sweeps_and_dry_runs() -> None:
     f = PersonaFilter()
     per_row = f.aggregate_scores(f.score(explode_turns(BATCH, "assistant")), BATCH.column("row_id"))
     assert per_row.column("row_id").to_pylist() == ["d0", "d1", "d2", "d3"]
-    assert f.sweep(per_row, [1, 2, 3]) == [(1.0, 2, 2), (2.0, 3, 1), (3.0, 4, 0)]
+    assert f.sweep(per_row, [1, 2, 3, 4]) == [(1.0, 2, 2), (2.0, 3, 1), (3.0, 3, 1), (4.0, 4, 0)]
     assert f.decide(per_row, threshold=2).column("keep").to_pylist() == [True, False, True, True]
 
 
@@ -139,3 +139,23 @@ def test_load_filter_by_name_or_import_path() -> None:
     assert load_filter("filters.sql:SqlFilter") is SqlFilter
     with pytest.raises(ValueError):
         load_filter("nope")
+
+
+def test_persona_lead_in_and_no_threshold() -> None:
+    batch = dialogues(
+        [("user", "q"), ("assistant", "Honestly, as an AI language model, I cannot say.")],
+        [("user", "q"), ("assistant", "He wrote as an AI language model would write.")],
+    )
+    assert PersonaFilter().apply(batch).decisions.column("keep").to_pylist() == [False, True]
+    scored_only = PersonaFilter(threshold=None).apply(batch)
+    assert scored_only.decisions.column("keep").to_pylist() == [True, True]
+    assert scored_only.decisions.column("reason").null_count == 2
+    assert scored_only.decisions.column("score").to_pylist()[0] >= 1
+
+
+def test_every_builtin_name_loads_a_filter_with_that_name() -> None:
+    from filters import BUILTIN
+
+    for name in BUILTIN:
+        cls = load_filter(name)
+        assert cls.name == name

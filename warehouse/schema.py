@@ -204,6 +204,21 @@ PREFERENCE_PAIRS = Table(
     ),
 )
 
+EMBEDDING_CACHE = Table(
+    "embedding_cache",
+    "Embedding vectors keyed by (model, text hash), so re-runs embed nothing they have seen.",
+    (
+        C(
+            "model_id",
+            "VARCHAR",
+            "embedder id, including its token limit (e.g. all-MiniLM-L6-v2@256)",
+        ),
+        C("text_hash", "VARCHAR", "sha256 of the embedded text"),
+        C("dim", "INTEGER", "vector length"),
+        C("vector", "FLOAT[]", "the normalised embedding"),
+    ),
+)
+
 META = Table(
     "warehouse_meta",
     "Key/value facts about this warehouse file (schema version, creation time).",
@@ -217,6 +232,7 @@ TABLES: tuple[Table, ...] = (
     PREFERENCE_PAIRS,
     QUARANTINE,
     INGEST_BATCHES,
+    EMBEDDING_CACHE,
     META,
 )
 
