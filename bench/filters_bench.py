@@ -262,9 +262,9 @@ def _report(n: int, batch: int, out: dict[str, Any], info: dict[str, str]) -> st
             "lrrrrrl",
         ),
         "",
-        'Persona\'s misses are the planted "as an AI language model" after a lead-in '
-        '("Honestly, as an AI language model, ..."): `as_an_ai` fires only at a sentence '
-        "start (checked at 1.47M: all 827 misses are that variant). Truecasing's extra "
+        'Persona catches the lead-in variant ("Honestly, as an AI language model, ...") '
+        "through `as_an_ai_aside`; before that pattern it missed 827 plants at 1.47M. "
+        "Truecasing's extra "
         "changed turns are benchmark prompts (AlpacaEval) with a lower-case paragraph after a "
         'sentence end ("...subject.\\n\\nhistory of the USA"), which our rule '
         "capitalises and the generator does not count as a lower-case start. The synthetic "
