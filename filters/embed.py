@@ -9,8 +9,9 @@ texts/s on two CPU cores for all-MiniLM-L6-v2 at 256 tokens).
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import duckdb
 import numpy as np
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+Backend = Literal["torch", "torch-int8"]
 
 
 @runtime_checkable
@@ -74,6 +76,11 @@ class SentenceTransformerEmbedder:
 
     `max_seq_length` truncates (in tokens); it is part of `model_id` because it changes the
     vectors, so cached vectors of another truncation are never reused.
+
+    `backend="torch-int8"` applies torch dynamic int8 quantisation (per-channel weights) to the
+    transformer's Linear layers (CPU only). Its vectors differ slightly from fp32 ones, so its `model_id`
+    carries a `+int8` suffix and the cache never mixes the two (bench/results/embed_backends.md
+    measures speed and neighbour agreement).
     """
 
     def __init__(
@@ -85,7 +92,12 @@ class SentenceTransformerEmbedder:
         threads: int = 2,
         progress: bool = True,
         device: str = "cpu",
+        backend: Backend = "torch",
     ) -> None:
+        if backend not in ("torch", "torch-int8"):
+            raise ValueError(f"unknown backend {backend!r}: expected 'torch' or 'torch-int8'")
+        if backend == "torch-int8" and device != "cpu":
+            raise ValueError("backend 'torch-int8' runs on CPU only")
         import torch
         from sentence_transformers import SentenceTransformer
 
@@ -94,10 +106,24 @@ class SentenceTransformerEmbedder:
         self._model = SentenceTransformer(path, device=device)
         if max_seq_length is not None:
             self._model.max_seq_length = max_seq_length
+        if backend == "torch-int8":
+            # torch.ao.quantization is deprecated upstream (moving to torchao) but still works;
+            # in place because the Transformer module exposes its model read-only (`auto_model`)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*deprecat", category=UserWarning)
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
+                # per-channel weight scales: per-tensor ones gave mean cosine 0.85 to fp32 on
+                # the synthetic first turns, per-channel 0.96 at the same speed
+                spec = {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
+                torch.ao.quantization.quantize_dynamic(
+                    self._model[0].auto_model, spec, dtype=torch.qint8, inplace=True
+                )
+        self.backend = backend
         self.batch_size = batch_size
         self.progress = progress
         name = DEFAULT_MODEL_NAME if model is None else str(model)
-        self._model_id = f"{name}@{self._model.max_seq_length}"
+        suffix = "+int8" if backend == "torch-int8" else ""
+        self._model_id = f"{name}@{self._model.max_seq_length}{suffix}"
         dim = self._model.get_embedding_dimension()
         if dim is None:  # pragma: no cover - every sentence-transformers model we use has one
             raise ValueError(f"model {path} does not report an embedding dimension")
