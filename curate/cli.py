@@ -290,8 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="curate", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
-    except typer.Abort:
-        _log("aborted")
+    except (typer.Abort, KeyboardInterrupt):
+        _log("interrupted: nothing half-written was kept (an open ingest batch is rolled back)")
         return 130
     except typer.TyperException as exc:  # usage errors from the parser
         show = getattr(exc, "show", None)

@@ -168,9 +168,8 @@ class Filter(ABC):
             return scores
         order = {"max": "descending", "min": "ascending", "sum": "descending"}[self.aggregate]
         if self.aggregate == "sum":
-            grouped = scores.group_by(ROW_ID).aggregate([(SCORE, "sum")])
-            grouped = grouped.rename_columns([ROW_ID, SCORE])
-            best = grouped
+            summed = scores.group_by(ROW_ID).aggregate([(SCORE, "sum")])
+            best = pa.table({ROW_ID: summed[ROW_ID], SCORE: summed[f"{SCORE}_sum"]})
         else:
             ranked = scores.sort_by([(ROW_ID, "ascending"), (SCORE, order)])
             ids = ranked.column(ROW_ID).combine_chunks()

@@ -82,10 +82,14 @@ def components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
 
 def representatives(labels: np.ndarray, lengths: np.ndarray, keep: str) -> np.ndarray:
     """Index of each row's cluster representative: the first row, or the longest (ties: first)."""
+    key = -lengths.astype(np.int64) if keep == "longest" else np.zeros(len(labels), np.int64)
+    return representatives_by(labels, key)
+
+
+def representatives_by(labels: np.ndarray, priority: np.ndarray) -> np.ndarray:
+    """Index of each row's cluster representative: lowest `priority`, ties to the earlier row."""
     n = len(labels)
-    pos = np.arange(n)
-    key = -lengths.astype(np.int64) if keep == "longest" else np.zeros(n, np.int64)
-    order = np.lexsort((pos, key, labels))  # by label, then key, then position
+    order = np.lexsort((np.arange(n), priority, labels))  # by label, then priority, then position
     first = np.ones(n, bool)
     first[1:] = labels[order][1:] != labels[order][:-1]
     rep_of_label = np.empty(labels.max() + 1 if n else 0, np.int64)

@@ -23,18 +23,25 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
-from filters.base import SCORE, Filter, FilterParams
+from filters.base import Filter, FilterParams
+from filters.dedup_base import (
+    WHOLE_DIALOGUE,
+    cluster_scores,
+    components,
+    representatives_by,
+)
+from filters.dedup_base import field_text as dedup_field_text
 from filters.embed import Embedder
-from filters.scope import CONTENT, ROW_ID, Scope, first_user_turn
+from filters.scope import ROW_ID, Scope
 
 
 class SemanticDedupParams(FilterParams):
     threshold: float | None = 0.95
-    field: str = "first_user_turn"  # or "dialogue" (alias "whole_dialogue"), or a string column
-    max_chars: int = 2000  # "dialogue" text is truncated to this many characters
+    # a dedup field (filters.dedup_base.field_text): first_user_turn, whole_dialogue (alias
+    # "dialogue"), assistant_turns, or a string column
+    field: str = "first_user_turn"
+    max_chars: int = 2000  # text is cut to this many characters before embedding
     keep: Literal["longest", "highest_score", "first"] = "longest"
     score_column: str | None = None  # for keep="highest_score"
     index: Literal["auto", "flat", "kmeans", "hnsw"] = "auto"
@@ -45,26 +52,10 @@ class SemanticDedupParams(FilterParams):
 
 
 def field_text(table: pa.Table, field: str, max_chars: int) -> pa.Array:
-    """The text each row is compared on: first user turn, whole dialogue, or a column."""
-    if field == "first_user_turn":
-        rows = first_user_turn(table)
-        if rows.num_rows != table.num_rows:
-            # dialogues without a user turn: left-join so every row has a (null) text
-            joined = pa.table({ROW_ID: table.column(ROW_ID)}).join(rows, ROW_ID, "left outer")
-            pos = pc.index_in(table.column(ROW_ID), joined.column(ROW_ID))
-            rows = joined.take(pos)
-        text = rows.column(CONTENT)
-    elif field in ("dialogue", "whole_dialogue"):  # the latter as in filters/dedup_base.py
-        messages = table.column("messages").combine_chunks()
-        contents = pc.struct_field(pc.list_flatten(messages), "content")
-        rebuilt = pa.ListArray.from_arrays(messages.offsets, contents)
-        text = pc.utf8_slice_codeunits(pc.binary_join(rebuilt, "\n"), 0, max_chars)
-    elif field in table.column_names:
-        text = table.column(field)
-    else:
-        raise KeyError(f"semantic_dedup: no field {field!r} (columns: {table.column_names})")
-    out = pc.fill_null(text, "")
-    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+    """The text each row is compared on (the dedup fields of `filters.dedup_base`, with
+    "dialogue" as an alias of "whole_dialogue"), cut to `max_chars` for the embedder."""
+    text = dedup_field_text(table, WHOLE_DIALOGUE if field == "dialogue" else field)
+    return pc.utf8_slice_codeunits(text, 0, max_chars)
 
 
 def _pairs_flat(x: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -184,34 +175,10 @@ class SemanticDedupFilter(Filter):
         x = np.ascontiguousarray(self.embedder.embed(text), np.float32)
         i, j, _ = self.pairs(x) if n > 1 else _concat([])
         self.last_pairs = len(i)
-        graph = coo_matrix((np.ones(len(i), np.int8), (i, j)), shape=(n, n))
-        _, labels = connected_components(graph, directed=False)
-        # representative = best priority in each component, then lowest position
-        order = np.lexsort((np.arange(n), self._priority(rows, text), labels))
-        first = np.ones(n, dtype=bool)
-        first[1:] = labels[order][1:] != labels[order][:-1]
-        rep_of_label = np.empty(labels.max() + 1 if n else 0, np.int64)
-        rep_of_label[labels[order][first]] = order[first]
-        rep = rep_of_label[labels]
-        size = np.bincount(labels)[labels] if n else np.zeros(0, np.int64)
-        sim = np.einsum("ij,ij->i", x, x[rep]).astype(np.float64)
-        is_rep = rep == np.arange(n)
-        in_cluster = size > 1
-        score = np.where(is_rep, 0.0, np.clip(sim, -1.0, 1.0))
-        row_ids = rows.column(ROW_ID)
-        return pa.table(
-            {
-                ROW_ID: row_ids,
-                SCORE: pa.array(score, pa.float64()),
-                "cluster_id": pa.array(rep, pa.int64(), mask=~in_cluster),
-                "representative": pc.if_else(
-                    pa.array(in_cluster),
-                    pc.take(row_ids, pa.array(rep)),
-                    pa.scalar(None, pa.string()),
-                ),
-                "similarity": pa.array(np.where(is_rep, 1.0, sim), pa.float64(), mask=~in_cluster),
-            }
-        )
+        labels = components(n, i, j)
+        rep = representatives_by(labels, self._priority(rows, text))
+        sim = np.clip(np.einsum("ij,ij->i", x, x[rep]), -1.0, 1.0).astype(np.float64)
+        return cluster_scores(rows.column(ROW_ID).combine_chunks(), labels, rep, sim)
 
 
 __all__ = ["SemanticDedupFilter", "SemanticDedupParams", "field_text"]

@@ -159,3 +159,14 @@ def test_every_builtin_name_loads_a_filter_with_that_name() -> None:
     for name in BUILTIN:
         cls = load_filter(name)
         assert cls.name == name
+
+
+def test_sum_aggregation_adds_turn_scores_per_dialogue() -> None:
+    @scorer("assistant_chars", Scope.ASSISTANT_TURNS, threshold=30, aggregate="sum")
+    def chars(rows: pa.Table) -> pa.Array:
+        return pc.utf8_length(rows.column("content"))
+
+    res = chars().apply(BATCH)
+    # d3 has two assistant turns: 6 + 35 characters
+    assert res.decisions.column("score").to_pylist() == [22.0, 48.0, 66.0, 41.0]
+    assert res.decisions.column("keep").to_pylist() == [True, False, False, False]

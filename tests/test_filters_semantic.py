@@ -141,7 +141,10 @@ def test_chain_member_far_from_representative_is_kept() -> None:
 
 def test_field_text_dialogue_column_and_unknown() -> None:
     t = dialogues(["hi there", "yo"], title=["T1", "T2"])
-    assert field_text(t, "dialogue", 6).to_pylist() == ["hi the", "yo\nok "]
+    # the whole dialogue is the dedup fields' `role: content` lines, cut to max_chars
+    assert field_text(t, "dialogue", 12).to_pylist() == ["user: hi the", "user: yo\nass"]
+    assert field_text(t, "dialogue", 100) == field_text(t, "whole_dialogue", 100)
+    assert field_text(t, "dialogue", 100).to_pylist()[1] == "user: yo\nassistant: ok "
     assert field_text(t, "title", 100).to_pylist() == ["T1", "T2"]
     assert field_text(t, "first_user_turn", 100).to_pylist() == ["hi there", "yo"]
     with pytest.raises(KeyError, match="nope"):

@@ -249,7 +249,8 @@ def _ingest_one(
     started = datetime.now(UTC).replace(tzinfo=None)
     t0 = time.perf_counter()
     pause = float(os.environ.get(_PAUSE_ENV, "0") or 0)
-    total = s.size_bytes() if s.kind in ("jsonl", "json") else None
+    size = s.size_bytes() if s.kind != "hub" else None
+    total = size if s.kind in ("jsonl", "json") else None
     bar = tqdm(
         total=total,
         unit="B",
@@ -279,7 +280,7 @@ def _ingest_one(
                 fmt.name,
                 s.split,
                 checksum,
-                s.size_bytes() if s.kind != "hub" else None,
+                size,
                 s.revision or options.revision,
                 fmt.target,
                 result.n_in,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,8 +138,6 @@ def _explain_error(exc: duckdb.Error) -> BadInputError:
 
 def run_query(warehouse: Warehouse, sql: str, limits: QueryLimits | None = None) -> QueryResult:
     """Run one read-only query with a time limit and a row cap."""
-    import time
-
     limits = (limits or QueryLimits()).clamp()
     check_statement(sql)
     with warehouse.read(config=_CONFIG) as con:
