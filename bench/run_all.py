@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import ingest_bench, query_bench
+from bench import curation_bench, ingest_bench, query_bench, train_bench
 from bench.common import DEFAULT_DIALOGUES, log
 
 
@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> None:
     written = [
         ingest_bench.run(a.dialogues, skip_datasets=a.skip_datasets, profile=a.profile),
         query_bench.run(a.dialogues, threads=a.threads),
+        curation_bench.run(dialogues=a.dialogues),
+        train_bench.run(),
     ]
     for path in written:
         log(f"result: {path}")

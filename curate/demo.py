@@ -6,6 +6,7 @@ Idempotent: a second run finds every file already ingested and says so.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -76,8 +77,72 @@ def run() -> int:
     _step("User SQL is sandboxed: reading a file is refused (exit code 3)")
     refused = curate(["sql", "SELECT * FROM read_csv('/etc/passwd')"])
     print(f"exit code {refused}", flush=True)
-    print('\nNext: curate sql "SELECT * FROM turns LIMIT 10"  |  curate schema  |  curate --help')
-    return 0 if refused == 3 else 1
+    if refused != 3:
+        return 1
+    if code := curate_recipes():
+        return code
+    if os.environ.get("CURATE_DEMO_SKIP_TRAINING") != "1" and (code := train_on_snapshots()):
+        return code
+    print(
+        '\nNext: curate sql "SELECT * FROM drop_ledger LIMIT 10"  |  curate show zephyr-sft-demo'
+        "  |  curate --help"
+    )
+    return 0
+
+
+DEMO_OUT = Path(os.environ.get("CURATE_DEMO_OUT", "demo-out"))
+EXPORT_DIR = DEMO_OUT / "ultrachat_200k-demo"
+RUNS_DIR = DEMO_OUT / "models"
+
+RECIPES = [
+    ("ultrachat_200k", "zephyr-sft-demo"),
+    ("ultrafeedback_binarized", "zephyr-dpo-demo"),
+    ("ultrafeedback_binarized_cleaned", "argilla-dpo-demo"),
+]
+
+
+def curate_recipes() -> int:
+    """Both recipes on the bundled samples: funnels, snapshot ids, the ledger, a diff."""
+    for recipe, tag in RECIPES:
+        _step(f"Recipe {recipe}: funnel, drop overlap, sample drops -> snapshot tagged {tag}")
+        if code := curate(["run", recipe, "--tag", tag, "--no-progress"]):
+            return code
+    _step("Snapshots (immutable, content-addressed; same inputs give the same id)")
+    if code := curate(["snapshots"]):
+        return code
+    _step("The drop ledger is SQL: why rows left the SFT snapshot, per step")
+    sql = """SELECT l.step_name, count(*) AS dropped, any_value(l.reason) AS example_reason
+FROM drop_ledger l JOIN snapshot_tags t USING (snapshot_id)
+WHERE t.tag = 'zephyr-sft-demo' GROUP BY l.step_index, l.step_name ORDER BY l.step_index"""
+    print(sql, flush=True)
+    if code := curate(["sql", sql]):
+        return code
+    _step("H4 vs Argilla binarization: what changed, and which step caused it")
+    if code := curate(["diff", "zephyr-dpo-demo", "argilla-dpo-demo", "--rows", "5"]):
+        return code
+    _step("Verify: recompute the content hash and id of the SFT snapshot")
+    if code := curate(["verify", "zephyr-sft-demo"]):
+        return code
+    _step("Export the SFT snapshot as a datasets folder in the published ultrachat_200k schema")
+    return curate(["export", "zephyr-sft-demo", str(EXPORT_DIR), "--format", "hf", "--overwrite"])
+
+
+def train_on_snapshots() -> int:
+    """The end of the demo: SFT then DPO with SmolLM2-135M-Instruct, a few steps each."""
+    from training.demo import run_demo
+    from warehouse import default_warehouse_path
+
+    _step("Train: SmolLM2-135M-Instruct, SFT on zephyr-sft-demo then DPO on zephyr-dpo-demo")
+    result = run_demo(default_warehouse_path(), "zephyr-sft-demo", "zephyr-dpo-demo", RUNS_DIR)
+    for stage in ("sft", "dpo"):
+        r = result[stage]
+        print(
+            f"{stage}: run {r['run_id']} on snapshot {r['snapshot_id']} -> {r['model_dir']} "
+            f"({r['status']}; card {r['model_card']}; metrics {r['metrics']})",
+            flush=True,
+        )
+    print(f'run records: curate sql "{result["query"]}"', flush=True)
+    return curate(["runs"])
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ BUILTIN: dict[str, str] = {
     "cross_dedup": "filters.cross_dedup:CrossDedupFilter",
     "semantic_dedup": "filters.semantic_dedup:SemanticDedupFilter",
     "decontam": "filters.decontam:DecontamFilter",
+    "exact_match": "filters.exact_match:ExactMatchFilter",
 }
 
 

@@ -103,6 +103,9 @@ class Filter(ABC):
     # How per-turn scores become one score per dialogue.
     aggregate: ClassVar[Literal["max", "min", "sum"]] = "max"
     column: ClassVar[str | None] = None
+    # True for filters whose scores depend on the other rows (dedup): the runner gives them
+    # every alive row at once instead of batches.
+    whole_column: ClassVar[bool] = False
 
     def __init__(self, params: FilterParams | None = None, **kwargs: Any) -> None:
         self.params = params if params is not None else self.Params(**kwargs)
@@ -155,7 +158,11 @@ class Filter(ABC):
         if MATCHED in scores.column_names:
             matched = scores.column(MATCHED)
             with_match = pc.binary_join_element_wise(
-                text, pa.array([" (matched "] * n), matched, pa.array([")"] * n), ""
+                text,
+                pa.array([" (matched "] * n, pa.string()),
+                pc.cast(matched, pa.string()),
+                pa.array([")"] * n, pa.string()),
+                "",
             )
             text = pc.if_else(pc.is_null(matched), text, with_match)
         return pc.if_else(keep, pa.nulls(n, pa.string()), text)
@@ -194,9 +201,7 @@ class Filter(ABC):
         t0 = time.perf_counter()
         rows = rows_for(batch, self.scope, self.column)
         scores = self.score(rows)
-        per_row = self.aggregate_scores(scores, batch.column(ROW_ID).combine_chunks())
-        decided = self.decide(per_row, threshold)
-        decisions = self._decision_table(decided)
+        decisions = self.decisions_from_scores(scores, batch.column(ROW_ID), threshold)
         n_kept = int(pc.sum(decisions.column("keep").cast(pa.int64())).as_py() or 0)
         stats = FilterStats(
             n_in=batch.num_rows,
@@ -205,6 +210,19 @@ class Filter(ABC):
             seconds=time.perf_counter() - t0,
         )
         return FilterResult(scores, decisions, stats)
+
+    def decisions_from_scores(
+        self,
+        scores: pa.Table,
+        row_ids: pa.Array | pa.ChunkedArray,
+        threshold: float | None = None,
+    ) -> pa.Table:
+        """Decision records (DECISION_SCHEMA, one per input row) from scope-level scores;
+        used by `apply`, and by callers that already hold scores (transforms, caches)."""
+        if isinstance(row_ids, pa.ChunkedArray):
+            row_ids = row_ids.combine_chunks()
+        per_row = self.aggregate_scores(scores, row_ids)
+        return self._decision_table(self.decide(per_row, threshold))
 
     def apply_batches(self, batches: Iterable[pa.Table]) -> tuple[pa.Table, FilterStats]:
         """Decisions over many batches, concatenated, with summed stats."""

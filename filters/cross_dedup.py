@@ -57,6 +57,7 @@ class CrossDedupFilter(Filter):
     """Drops the losing side's rows that match a row of the winning side."""
 
     name = "cross_dedup"
+    whole_column = True
     scope = Scope.DIALOGUE
     Params = CrossDedupParams
     drop_when = "above"

@@ -43,6 +43,7 @@ class ExactDedupFilter(Filter):
     """Drops every row whose normalised field equals an earlier-kept representative's."""
 
     name = "exact_dedup"
+    whole_column = True
     scope = Scope.DIALOGUE
     Params = ExactDedupParams
     drop_when = "above"

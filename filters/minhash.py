@@ -221,6 +221,7 @@ class MinHashFilter(Filter):
     """Drops rows whose field is a near copy (Jaccard >= threshold) of a kept representative."""
 
     name = "minhash_dedup"
+    whole_column = True
     scope = Scope.DIALOGUE
     Params = MinHashParams
     drop_when = "above"

@@ -127,6 +127,7 @@ class SemanticDedupFilter(Filter):
     """
 
     name = "semantic_dedup"
+    whole_column = True
     scope = Scope.DIALOGUE
     Params = SemanticDedupParams
     drop_when = "above"

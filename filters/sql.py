@@ -12,6 +12,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from filters.base import SCORE, Filter, FilterParams
 from filters.scope import ROW_ID, TURN_INDEX, Scope
@@ -41,6 +42,13 @@ class SqlFilter(Filter):
         super().__init__(params, **kwargs)
         self.name = name or "sql"  # type: ignore[misc]
         self.scope = scope  # type: ignore[misc]
+
+    def reasons(self, scores: pa.Table, keep: pa.Array, threshold: float | None) -> pa.Array:
+        """The predicate itself is the reason ("score 0 < 1" says nothing)."""
+        assert isinstance(self.params, SqlParams)
+        text = f"{self.name}: predicate not satisfied: {self.params.predicate}"
+        n = scores.num_rows
+        return pc.if_else(keep, pa.nulls(n, pa.string()), pa.array([text] * n, pa.string()))
 
     def score(self, rows: pa.Table) -> pa.Table:
         assert isinstance(self.params, SqlParams)

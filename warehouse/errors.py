@@ -29,3 +29,9 @@ class WarehouseBusyError(CurateError):
     """Another process holds the warehouse file in a way that excludes us."""
 
     exit_code = 4
+
+
+class IntegrityError(CurateError):
+    """Stored data does not match what its catalog says (`curate verify`)."""
+
+    exit_code = 6

@@ -219,6 +219,155 @@ EMBEDDING_CACHE = Table(
     ),
 )
 
+SNAPSHOTS = Table(
+    "snapshots",
+    "The snapshot catalog: one immutable, content-addressed row per committed snapshot.",
+    (
+        C(
+            "snapshot_id",
+            "VARCHAR",
+            "s_ + hash of (inputs, recipe text, code version, models, seed)",
+        ),
+        C("kind", "VARCHAR", "sft | preferences"),
+        C("recipe_name", "VARCHAR", "the recipe's name"),
+        C("recipe_text", "VARCHAR", "the recipe as canonical JSON (what the id hashes)"),
+        C(
+            "inputs",
+            "VARCHAR",
+            "JSON list of inputs: tables with their ingest batches, or snapshots",
+        ),
+        C("parent_snapshots", "VARCHAR[]", "snapshots this one was built from"),
+        C("ingest_batches", "VARCHAR[]", "ingest batches this one was built from"),
+        C("code_version", "VARCHAR", "hash of the filters/ and curation/ source"),
+        C("model_versions", "VARCHAR", "JSON: embedding models (id, revision) the steps used"),
+        C("seed", "BIGINT", "the recipe seed"),
+        C("content_hash", "VARCHAR", "sha256 over the stored rows in (split, ordinal) order"),
+        C("n_rows", "BIGINT", "rows over all splits"),
+        C("splits", "VARCHAR", "JSON: rows per split"),
+        C("message", "VARCHAR", "free text given at commit"),
+        C("created_at", "TIMESTAMP", "UTC commit time"),
+        C("wall_s", "DOUBLE", "seconds the run took"),
+    ),
+)
+
+SNAPSHOT_STEPS = Table(
+    "snapshot_steps",
+    "Per-step lineage of a snapshot: rows in and out, time, memory, and the cache entry used.",
+    (
+        C("snapshot_id", "VARCHAR", "snapshots.snapshot_id"),
+        C("step_index", "INTEGER", "0-based position in the recipe"),
+        C("step_name", "VARCHAR", "the step's name (unique within the recipe)"),
+        C(
+            "step_kind",
+            "VARCHAR",
+            "filter | transform | dedup | binarize | select | split | exclude",
+        ),
+        C("filter", "VARCHAR", "filter or policy the step ran"),
+        C("params", "VARCHAR", "JSON of the step's parameters"),
+        C("params_hash", "VARCHAR", "hash of filter name and parameters"),
+        C("n_in", "BIGINT", "rows entering the step"),
+        C("n_out", "BIGINT", "rows leaving the step; n_in = n_out + n_dropped"),
+        C("n_dropped", "BIGINT", "rows the step dropped (all in drop_ledger)"),
+        C("n_changed", "BIGINT", "rows a transform rewrote"),
+        C(
+            "n_would_drop",
+            "BIGINT",
+            "rows the step would drop on its own, among rows entering its stage",
+        ),
+        C("n_exclusive", "BIGINT", "rows only this step would drop within its stage"),
+        C("note", "VARCHAR", "what else the step reported (split sizes asked vs got, ...)"),
+        C("seconds", "DOUBLE", "wall time of the step (0 when served from the cache)"),
+        C("peak_rss_mb", "DOUBLE", "process peak RSS after the step"),
+        C("cache_key", "VARCHAR", "key of the step's cached decisions"),
+        C("cached", "BOOLEAN", "true when the decisions came from the cache"),
+    ),
+)
+
+SNAPSHOT_ROWS = Table(
+    "snapshot_rows",
+    "The rows of every snapshot split, in order. SFT snapshots fill prompt/prompt_id/messages; "
+    "preference snapshots also fill chosen, rejected and the scores.",
+    (
+        C("snapshot_id", "VARCHAR", "snapshots.snapshot_id"),
+        C("split", "VARCHAR", "train_sft | test_sft | train_gen | test_gen | train_prefs | ..."),
+        C("ordinal", "BIGINT", "0-based position within the split"),
+        C("row_id", "VARCHAR", "the source row (dialogue_id, prompt_uid or pair_id)"),
+        C("prompt", "VARCHAR", "first user turn"),
+        C("prompt_id", "VARCHAR", "sha256 of the prompt"),
+        C("messages", MESSAGES, "SFT view of the row (gen splits end with a user turn)"),
+        C("chosen", MESSAGES, "prompt + chosen answer (preferences)"),
+        C("rejected", MESSAGES, "prompt + rejected answer (preferences)"),
+        C("score_chosen", "DOUBLE", "score of the chosen answer"),
+        C("score_rejected", "DOUBLE", "score of the rejected answer"),
+        C("chosen_model", "VARCHAR", "model of the chosen answer, where known"),
+        C("rejected_model", "VARCHAR", "model of the rejected answer, where known"),
+        C("source", "VARCHAR", "UltraFeedback source subset, where known"),
+    ),
+)
+
+DROP_LEDGER = Table(
+    "drop_ledger",
+    "Why each row was dropped from a snapshot: by which step, with which score or match.",
+    (
+        C("snapshot_id", "VARCHAR", "snapshots.snapshot_id"),
+        C("step_index", "INTEGER", "snapshot_steps.step_index"),
+        C("step_name", "VARCHAR", "snapshot_steps.step_name"),
+        C("row_id", "VARCHAR", "the dropped row"),
+        C("filter", "VARCHAR", "filter or policy that dropped it"),
+        C("params_hash", "VARCHAR", "hash of filter name and parameters"),
+        C("score", "DOUBLE", "the score the decision compared"),
+        C("reason", "VARCHAR", "human-readable reason"),
+        C("turn_index", "INTEGER", "turn that decided it, for per-turn filters"),
+        C("matched", "VARCHAR", "what it matched: phrase, benchmark item, duplicate row"),
+        C("cluster_id", "BIGINT", "dedup cluster"),
+        C("representative", "VARCHAR", "row kept for the dedup cluster"),
+        C("similarity", "DOUBLE", "similarity to the representative"),
+    ),
+)
+
+DROP_OVERLAP = Table(
+    "drop_overlap",
+    "How many rows two steps of one stage would both drop (the diagonal: each step alone); "
+    "a stage is a run of row-local steps scored on the same rows.",
+    (
+        C("snapshot_id", "VARCHAR", "snapshots.snapshot_id"),
+        C("step_a", "VARCHAR", "a step name"),
+        C("step_b", "VARCHAR", "a step name"),
+        C("n_rows", "BIGINT", "rows both would drop"),
+    ),
+)
+
+SNAPSHOT_TAGS = Table(
+    "snapshot_tags",
+    "Human names for snapshots (`curate tag SNAP NAME`); a tag names one snapshot.",
+    (
+        C("tag", "VARCHAR", "the name"),
+        C("snapshot_id", "VARCHAR", "snapshots.snapshot_id"),
+        C("created_at", "TIMESTAMP", "UTC time the tag was set"),
+    ),
+)
+
+TRAINING_RUNS = Table(
+    "training_runs",
+    "One row per training run, linking a model folder to the exact snapshot it learned from.",
+    (
+        C("run_id", "VARCHAR", "r_ + timestamp and hash"),
+        C("snapshot_id", "VARCHAR", "snapshots.snapshot_id"),
+        C("trainer", "VARCHAR", "sft | dpo"),
+        C("train_split", "VARCHAR", "split trained on"),
+        C("eval_split", "VARCHAR", "split evaluated on, if any"),
+        C("model", "VARCHAR", "base model id or path"),
+        C("config", "VARCHAR", "JSON of the resolved trainer config"),
+        C("code_version", "VARCHAR", "hash of the project source"),
+        C("started_at", "TIMESTAMP", "UTC start"),
+        C("ended_at", "TIMESTAMP", "UTC end"),
+        C("status", "VARCHAR", "running | completed | failed | interrupted"),
+        C("metrics", "VARCHAR", "JSON of final metrics"),
+        C("output_dir", "VARCHAR", "where the model and tokenizer were saved"),
+        C("error", "VARCHAR", "error message when failed"),
+    ),
+)
+
 META = Table(
     "warehouse_meta",
     "Key/value facts about this warehouse file (schema version, creation time).",
@@ -233,6 +382,13 @@ TABLES: tuple[Table, ...] = (
     QUARANTINE,
     INGEST_BATCHES,
     EMBEDDING_CACHE,
+    SNAPSHOTS,
+    SNAPSHOT_STEPS,
+    SNAPSHOT_ROWS,
+    DROP_LEDGER,
+    DROP_OVERLAP,
+    SNAPSHOT_TAGS,
+    TRAINING_RUNS,
     META,
 )
 

@@ -155,12 +155,34 @@ class Warehouse:
                 f"warehouse {self.path} does not exist yet: run `curate ingest PATH` first "
                 f"(or point --warehouse / ${ENV_VAR} at an existing file)"
             )
+        if self._schema_outdated():
+            # a file made by an older curate: add the new tables (additive DDL) first, so
+            # read-only commands see every table this version knows
+            with contextlib.suppress(WarehouseBusyError, OSError), self.write():
+                pass
         with self._registered("read"):
             con = self._connect(read_only=True, config=dict(config or {}))
             try:
                 yield con
             finally:
                 con.close()
+
+    def _schema_outdated(self) -> bool:
+        try:
+            con = duckdb.connect(str(self.path), read_only=True)
+        except duckdb.Error:
+            return False  # busy or unreadable: the real open reports it
+        try:
+            row = con.execute("SELECT value FROM warehouse_meta WHERE key = 'ddl_hash'").fetchone()
+        except duckdb.Error:
+            return False
+        finally:
+            con.close()
+        return row is not None and row[0] != ddl_hash()
+
+
+def ddl_hash() -> str:
+    return hashlib.sha256("\n;\n".join(schema.all_ddl()).encode()).hexdigest()[:16]
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -170,7 +192,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     existing warehouse for writing costs one small query.
     """
     ddl = schema.all_ddl()
-    ddl_hash = hashlib.sha256("\n;\n".join(ddl).encode()).hexdigest()[:16]
+    current = ddl_hash()
     has_meta = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'warehouse_meta'"
     ).fetchone()
@@ -181,13 +203,13 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
                 f"warehouse schema version {meta['schema_version']} is not "
                 f"{schema.SCHEMA_VERSION}; this version of curate cannot use it"
             )
-        if meta.get("ddl_hash") == ddl_hash:
+        if meta.get("ddl_hash") == current:
             return
     for stmt in ddl:
         con.execute(stmt)
     con.execute(
         "INSERT OR REPLACE INTO warehouse_meta VALUES ('schema_version', ?), ('ddl_hash', ?)",
-        [schema.SCHEMA_VERSION, ddl_hash],
+        [schema.SCHEMA_VERSION, current],
     )
     con.execute(
         "INSERT INTO warehouse_meta SELECT 'created_at', ? "
