@@ -61,6 +61,7 @@ from bench.common import (
     fmt_mib,
     fmt_s,
     log,
+    machine_info,
     machine_line,
     md_table,
     offline_env,
@@ -549,6 +550,8 @@ def _phase_seconds(run: dict[str, Any], name: str) -> float:
 
 def _case_section(r: dict[str, Any]) -> str:
     out = [f"## {r['name']}: {r['title']}", ""]
+    if r.get("note"):  # added by hand to a case's JSON (what the numbers cannot say)
+        out += [f"Note: {r['note']}", ""]
     case = r.get("case", {})
     if case:
         out.append(
@@ -569,7 +572,8 @@ def _case_section(r: dict[str, Any]) -> str:
     if "run" not in r:
         out.append(
             f"**Failed** in {r.get('phase', '?')} after {fmt_s(r['process_wall_s'])} s "
-            f"(RSS {r.get('rss_mb', 0):,.0f} MiB then, process peak "
+            + (f"(RSS {r['rss_mb']:,.0f} MiB then, " if "rss_mb" in r else "(")
+            + "process peak "
             f"{r['process_peak_rss_mb']:,.0f} MiB): `{r.get('error', 'no result')}`"
         )
         if r.get("where_raised"):
@@ -728,11 +732,13 @@ def write_markdown(tag: str, argv_line: str, quick: bool) -> Path:
         results[name] = {**json.loads(path.read_text()), "name": name}
     ordered = [results[n] for n in CASES if n in results]
     ordered += [results[n] for n in sorted(results) if n not in CASES]
+    machine = machine_info()
+    machine["load"] = "given per case below"  # cases ran at different times
     parts = [
         "# Curation recipes end to end (synthetic data)",
         "",
         f"Written by `{argv_line}` (each case names the command that ran it). "
-        f"{machine_line()} The machine is shared with other engineers "
+        f"{machine_line(machine)} The machine is shared with other engineers "
         "(tests and training runs come and go on the same 2 cores): timings are noisy; each "
         "case reports the load average and the CPU seconds it got. Each case ran in its own "
         "child process; cases ran one after another.",

@@ -209,11 +209,12 @@ class Runner:
         if not self.opt.dry_run:
             with self.warehouse.read() as con:
                 if snapshots.exists(con, sid):
-                    self.log(f"snapshot {sid} already exists (same inputs, recipe, code, seed)")
                     result.existed = True
                     result.splits = snapshots.catalog_row(con, sid)["splits"]
-                    self._add_tags(sid)
-                    return result
+            if result.existed:  # tagging needs the write lock: after the read closed
+                self.log(f"snapshot {sid} already exists (same inputs, recipe, code, seed)")
+                self._add_tags(sid)
+                return result
         self.log(
             f"{'dry run of' if self.opt.dry_run else 'running'} {self.recipe.name}: "
             f"{plan.n_rows:,} input rows, snapshot {sid}"
@@ -235,6 +236,8 @@ class Runner:
             else:
                 outcome, state, got = self._run_whole(idx, step, ws, state, plan)
                 result.steps.append(outcome)
+                if not self.opt.dry_run:  # keep new embeddings even if a later step dies
+                    self.factory.cache.flush()
                 if got is not None:
                     assignment = got
             i += 1

@@ -44,9 +44,11 @@ def test_run_show_snapshots_verify_round_trip(loaded: Cli) -> None:
     assert shown["ingest_batches"] and shown["inputs"][0]["table"] == "uf_prompts"
     ok = loaded("verify", "uf-v1", "--json")
     assert ok.code == 0 and ok.json()["ok"] is True  # type: ignore[index]
-    again = loaded("run", "ultrafeedback_binarized")
+    again = loaded("run", "ultrafeedback_binarized", "--tag", "uf-again")
     assert again.code == 0 and "already existed" in again.err
     assert again.out.strip() == sid
+    tags = loaded("snapshots", "--json").json()[0]["tags"]  # type: ignore[index]
+    assert tags == ["uf-again", "uf-v1"]
 
 
 def test_dry_run_prints_funnel_overlap_and_samples(loaded: Cli) -> None:
