@@ -597,6 +597,16 @@ def _register_training() -> None:
 _register_training()
 
 
+# -- service (issue 6): `curate serve` ------------------------------------------------------
+def _register_serve() -> None:
+    from curate.cli_serve import serve_command
+
+    app.command("serve")(serve_command)
+
+
+_register_serve()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: maps errors to exit codes and keeps tracebacks for real bugs."""
     try:

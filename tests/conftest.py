@@ -85,3 +85,27 @@ def write_lines(path: Path, lines: list[bytes | str | dict[str, object]]) -> Pat
             else:
                 fh.write(line + b"\n")
     return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say loudly when the browser tests skipped for want of chromium (tests/test_browser.py),
+    so a green run on a machine without it is not mistaken for a tested UI."""
+    not_run = "BROWSER TESTS DID NOT RUN"  # the prefix of test_browser.py's skip reasons
+    skipped = [
+        rep
+        for rep in terminalreporter.stats.get("skipped", [])
+        if not_run in str(getattr(rep, "longrepr", ""))
+    ]
+    if not skipped:
+        return
+    reason = str(skipped[0].longrepr[2] if isinstance(skipped[0].longrepr, tuple) else "")
+    tr = terminalreporter
+    tr.write_sep("!", f"{not_run}: {len(skipped)} skipped", red=True, bold=True)
+    tr.write_line(reason.removeprefix("Skipped: "), red=True, bold=True)
+    tr.write_line(
+        "Install Debian's chromium (apt-get install chromium) or set CURATE_CHROMIUM to a "
+        "Chromium binary; .ci/run installs it.",
+        red=True,
+        bold=True,
+    )
+    tr.write_sep("!", not_run, red=True, bold=True)
