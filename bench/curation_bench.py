@@ -79,7 +79,6 @@ FULL_DEFAULTS = {"dialogues": 1_470_000, "semantic_rows": 100_000, "prompts": UF
 QUICK_DEFAULTS = {"dialogues": 20_000, "semantic_rows": 1_000, "prompts": 4_000}
 CASES = (
     "sft_full",
-    "sft_full_patched",
     "sft_semantic",
     "uf_h4",
     "uf_argilla",
@@ -101,7 +100,6 @@ class Case:
     drop_steps: tuple[str, ...] = ()
     use_cache: bool = False
     prime: bool = False
-    patch_read_all: bool = False  # bench-side workaround, see _reorder_chunkwise
 
 
 def build_cases(dialogues: int, semantic_rows: int, prompts: int, n_source: int) -> list[Case]:
@@ -119,16 +117,6 @@ def build_cases(dialogues: int, semantic_rows: int, prompts: int, n_source: int)
             str(SFT_WAREHOUSE),
             full_where,
             drop_steps=("semantic_dedup",),
-        ),
-        Case(
-            "sft_full_patched",
-            f"ultrachat_200k without semantic_dedup, {dialogues:,} dialogues, "
-            "WorkingSet.read_all reordered chunk-wise (bench workaround)",
-            "ultrachat_200k",
-            str(SFT_WAREHOUSE),
-            full_where,
-            drop_steps=("semantic_dedup",),
-            patch_read_all=True,
         ),
         Case(
             "sft_semantic",
@@ -397,57 +385,8 @@ def _run_once(case: Case, use_cache: bool, label: str, guard_phase: list[Any]) -
     }
 
 
-def _reorder_chunkwise(table: Any, perm: Any) -> Any:
-    """`table.take(perm)` without concatenating a column's chunks (which overflows 32-bit
-    offsets once a string or list column holds more than 2 GiB): gather each output slice
-    from the record batches it needs, then order that small slice."""
-    import numpy as np
-    import pyarrow as pa
-
-    batches = table.to_batches()
-    starts = np.cumsum([0] + [b.num_rows for b in batches])
-    out = []
-    for lo in range(0, len(perm), 65_536):
-        want = perm[lo : lo + 65_536]
-        which = np.searchsorted(starts, want, side="right") - 1
-        pieces, pos = [], []
-        for c in np.unique(which):
-            sel = np.nonzero(which == c)[0]
-            pieces.append(batches[c].take(pa.array(want[sel] - starts[c])))
-            pos.append(sel)
-        piece = pa.Table.from_batches(pieces, schema=table.schema)
-        out.extend(piece.take(pa.array(np.argsort(np.concatenate(pos)))).to_batches())
-    return pa.Table.from_batches(out, schema=table.schema)
-
-
-def _patch_read_all() -> None:
-    """Replace WorkingSet.read_all with the same query and a chunk-wise reorder."""
-    import numpy as np
-
-    from curation.working_set import WorkingSet
-
-    original = WorkingSet.read_all
-
-    def read_all(self: Any, columns: list[str] | None = None) -> Any:
-        if self.mem is not None:
-            return original(self, columns)
-        cols = ", ".join(dict.fromkeys([*(columns or ["*"]), "ord"])) if columns else "*"
-        with self.connection() as con:
-            table = con.execute(f"SELECT {cols} FROM ({self.relation_sql()})").to_arrow_table()
-        ord_ = table.column("ord").to_numpy()
-        if len(ord_) > 1 and not np.all(ord_[1:] > ord_[:-1]):
-            table = _reorder_chunkwise(table, np.argsort(ord_, kind="stable"))
-        if columns and "ord" not in columns:
-            table = table.drop_columns(["ord"])
-        return table
-
-    WorkingSet.read_all = read_all  # type: ignore[method-assign]
-
-
 def child(case_json: str, limit_gib: float) -> None:
     case = Case(**json.loads(case_json))
-    if case.patch_read_all:
-        _patch_read_all()
     holder: list[Any] = [None]
 
     def where() -> str:
@@ -792,8 +731,7 @@ def run(
     semantic_rows = semantic_rows or d["semantic_rows"]
     prompts = min(prompts or d["prompts"], UF_PROMPTS)
     semantic_rows = min(semantic_rows, dialogues)
-    # the patched case only matters at scale (a column over 2 GiB): not in --quick by default
-    wanted = cases or [c for c in CASES if not (quick and c == "sft_full_patched")]
+    wanted = cases or list(CASES)
     unknown = set(wanted) - set(CASES)
     if unknown:
         raise SystemExit(f"unknown case(s) {', '.join(sorted(unknown))}; cases: {', '.join(CASES)}")
