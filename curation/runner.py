@@ -433,12 +433,14 @@ class Runner:
                     )
                     dec = f.decisions_from_scores(scores, batch.column(ROW_ID), threshold)
                     changed_rows = pc.greater(dec.column("score"), 0)
-                    over[p].append(new_batch.filter(changed_rows).select([ROW_ID, "messages"]))
+                    over[p].append(
+                        _owned(new_batch.filter(changed_rows).select([ROW_ID, "messages"]))
+                    )
                     recs[p].append(res.records)
                     batch = new_batch
                 else:
                     dec = f.apply(batch, threshold).decisions
-                parts[p].append(dec)
+                parts[p].append(_owned(dec))
                 timings[p] = timings.get(p, 0.0) + time.perf_counter() - t
             bar.update(batch.num_rows)
         bar.close()
@@ -480,7 +482,7 @@ class Runner:
                 if dec is None:
                     self.log(f"  {name}: reading {ws.n:,} rows for a whole-column step")
                     table = ws.read_all()
-                    dec = f.apply(table, step.threshold).decisions
+                    dec = _owned(f.apply(table, step.threshold).decisions)
                     del table
                     if not self.opt.dry_run:
                         self.cache.put(key, "decisions", dec)
@@ -666,6 +668,20 @@ class Runner:
 
 
 # -- module helpers ----------------------------------------------------------------------
+def _owned(table: pa.Table) -> pa.Table:
+    """A copy in Arrow's own memory. A batch read from DuckDB is one allocation: keeping
+    any slice of it (a row_id column in the decisions, say) keeps the whole batch, messages
+    included, alive."""
+    n = table.num_rows
+    idx = pa.array(np.arange(n, dtype=np.int64))
+    return pa.table(
+        {
+            name: pc.take(col, idx)
+            for name, col in zip(table.column_names, table.columns, strict=True)
+        }
+    )
+
+
 def _whole_key(state: str, spec: dict[str, Any]) -> str:
     return _hash("whole", state, spec, code_version())
 
