@@ -535,8 +535,8 @@ def _case_section(r: dict[str, Any]) -> str:
     out.append("")
     out.append(
         "`seconds` is the runner's `StepOutcome.seconds`; `bench s` the bench's own timer "
-        "around a whole-column step (the runner reports 0 for binarize: it returns from "
-        "inside its timer before reading it)."
+        "around a whole-column step (runs before the binarize timing fix show 0 s for "
+        "binarize in `seconds`)."
     )
     out.append("")
     step_s = sum(s["seconds"] for s in run["steps"])
