@@ -448,7 +448,7 @@ class Runner:
         for p in todo:
             d = pa.concat_tables(parts[p]) if parts[p] else DECISION_SCHEMA.empty_table()
             if isinstance(self.filters[step_name(stage[p][1])], Transform):
-                o = _concat_or_empty(over[p], ws)
+                o = _concat_or_empty(over[p])
                 r = pa.concat_tables(recs[p]) if recs[p] else RECORD_SCHEMA.empty_table()
                 out[p] = (d, o, r)
             else:
@@ -538,8 +538,8 @@ class Runner:
                 split_plan = self._split(ws, step, plan)
                 assignment = split_plan.assignments
                 chosen = assignment.column(ROW_ID)
-                rest = ws.query("SELECT row_id FROM {ws}")
-                left = rest.filter(pc.invert(pc.is_in(rest.column(ROW_ID), value_set=chosen)))
+                rest = ws.alive_ids()
+                left = pa.table({ROW_ID: rest.filter(pc.invert(pc.is_in(rest, value_set=chosen)))})
                 drops = _ledger_from(
                     left,
                     step.split.policy,
@@ -598,14 +598,14 @@ class Runner:
         drops = drops.select(LEDGER_COLUMNS)
         if drops.num_rows == 0:
             return drops
-        alive = ws.query("SELECT row_id FROM {ws}").column(ROW_ID)
+        alive = ws.alive_ids()
         return drops.filter(pc.is_in(drops.column(ROW_ID), value_set=alive))
 
     def _samples(self, ws: WorkingSet, drops: pa.Table) -> list[dict[str, Any]]:
         if drops.num_rows == 0:
             return []
         ids = drops.column(ROW_ID).combine_chunks()
-        order = pc.sort_indices(pc.binary_join_element_wise(ids, ids, ""))
+        order = pc.sort_indices(ids)
         pick = drops.take(order.slice(0, SAMPLES_PER_STEP))
         wanted = pick.column(ROW_ID).to_pylist()
         text = ws.query(
@@ -706,7 +706,7 @@ def _is_whole(step: FilterStep | TransformStep | DedupStep) -> bool:
         return False
 
 
-def _concat_or_empty(parts: list[pa.Table], ws: WorkingSet) -> pa.Table:
+def _concat_or_empty(parts: list[pa.Table]) -> pa.Table:
     if parts:
         return pa.concat_tables(parts)
     return pa.table({ROW_ID: pa.array([], pa.string())}).append_column(

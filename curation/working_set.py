@@ -122,6 +122,14 @@ class WorkingSet:
             return con.execute(sql.replace("{ws}", src)).to_arrow_table()
 
     # -- narrowing ------------------------------------------------------------------------
+    def alive_ids(self) -> pa.Array:
+        """Row ids still in play; read from the warehouse once, then kept in memory."""
+        if self.mem is not None:
+            return self.mem.column(ROW_ID).combine_chunks()
+        if self.alive is None:
+            self.alive = self.query("SELECT row_id FROM {ws}").column(ROW_ID).combine_chunks()
+        return self.alive
+
     def drop(self, row_ids: pa.Array | pa.ChunkedArray) -> None:
         if len(row_ids) == 0:
             return
@@ -130,10 +138,8 @@ class WorkingSet:
             self.mem = self.mem.filter(keep)
             self._n = self.mem.num_rows
             return
-        if self.alive is None:
-            self.alive = self.query("SELECT row_id FROM {ws}").column(ROW_ID).combine_chunks()
-        keep = pc.invert(pc.is_in(self.alive, value_set=row_ids))
-        self.alive = self.alive.filter(keep)
+        keep = pc.invert(pc.is_in(self.alive_ids(), value_set=row_ids))
+        self.alive = self.alive_ids().filter(keep)
         self._n = len(self.alive)
         if self.overlay is not None:
             self.overlay = self.overlay.filter(
